@@ -1,0 +1,34 @@
+"""The ``conveyor`` command line. Subcommands live in sibling modules and register on ``main``;
+heavy imports happen inside commands so that ``conveyor --help`` stays fast."""
+
+from __future__ import annotations
+
+import click
+
+from conveyor.cli.common import AppContext
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--project",
+    "project",
+    type=click.Path(file_okay=False),
+    envvar="CONVEYOR_PROJECT",
+    help="Project directory (conveyor.yaml, mappings/, master_data/). Default: current directory.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable JSON output.")
+@click.version_option(package_name="conveyor-hub")
+@click.pass_context
+def main(ctx: click.Context, project: str | None, as_json: bool) -> None:
+    """Conveyor — move production orders, consumption, output and stock between ERP, MES and WMS."""
+    ctx.obj = AppContext(project_arg=project, as_json=as_json)
+
+
+def _register() -> None:
+    from conveyor.cli import delivery, ledger, mapping, reconcile
+
+    for module in (ledger, mapping, delivery, reconcile):
+        module.register(main)
+
+
+_register()

@@ -1,0 +1,91 @@
+"""Shared CLI plumbing: the project and ledger of this invocation, and output as table or JSON."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+import click
+
+if TYPE_CHECKING:
+    from conveyor.config import Project
+    from conveyor.ledger import Ledger
+
+
+@dataclass
+class AppContext:
+    """What every command needs: the project (loaded once), the ledger, the output mode."""
+
+    project_arg: str | None
+    as_json: bool
+    _closers: list[Callable[[], None]] = field(default_factory=list)
+
+    @cached_property
+    def project(self) -> Project:
+        """The project of ``--project`` (config errors become a clean message, exit 2)."""
+        from conveyor.config import Project
+        from conveyor.errors import ConfigError
+
+        try:
+            return Project.load(self.project_arg)
+        except ConfigError as exc:
+            raise click.ClickException(str(exc)) from None
+
+    @cached_property
+    def ledger(self) -> Ledger:
+        """The project's ledger."""
+        from conveyor.ledger import Ledger
+
+        return Ledger.open(self.project)
+
+
+def _json_default(value: object) -> object:
+    if isinstance(value, Decimal):
+        from conveyor.quantity import format_quantity
+
+        return format_quantity(value)
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if hasattr(value, "as_dict"):
+        return value.as_dict()
+    return str(value)
+
+
+def emit_json(data: Any) -> None:
+    """Print ``data`` as JSON (Decimals exact, datetimes ISO)."""
+    click.echo(json.dumps(data, default=_json_default, ensure_ascii=False, indent=2))
+
+
+def render_value(value: object) -> str:
+    """A cell value for humans."""
+    if value is None:
+        return ""
+    return str(_json_default(value)) if isinstance(value, Decimal | datetime) else str(value)
+
+
+def emit_table(
+    title: str | None,
+    columns: Sequence[str],
+    rows: Sequence[Sequence[object]],
+    *,
+    right: Sequence[str] = (),
+) -> None:
+    """Print a table with rich (plain text when not a terminal)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title, show_lines=False, header_style="bold")
+    for column in columns:
+        table.add_column(column, justify="right" if column in right else "left", overflow="fold")
+    for row in rows:
+        table.add_row(*(render_value(v) for v in row))
+    Console(soft_wrap=True, width=None if sys.stdout.isatty() else 200).print(table)
+
+
+pass_app = click.make_pass_decorator(AppContext)

@@ -1,0 +1,155 @@
+"""Ledger commands: ``db upgrade``, ``accept``, ``stock``, ``trace``."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from conveyor.cli.common import AppContext, emit_json, emit_table, pass_app
+
+BATCH = 1000
+
+
+@click.group("db")
+def db() -> None:
+    """The ledger database."""
+
+
+@db.command("upgrade")
+@pass_app
+def db_upgrade(app: AppContext) -> None:
+    """Create or migrate the ledger (SQLite under .conveyor/ by default, or CONVEYOR_DB_URL)."""
+    from conveyor.ledger.db import current_revision
+
+    app.ledger.upgrade()
+    revision = current_revision(app.ledger.engine)
+    url = app.ledger.engine.url.render_as_string(hide_password=True)
+    if app.as_json:
+        emit_json({"url": url, "revision": revision})
+    else:
+        click.echo(f"ledger at {url} is at revision {revision}")
+
+
+@click.command("accept")
+@click.argument(
+    "files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path)
+)
+@pass_app
+def accept(app: AppContext, files: tuple[Path, ...]) -> None:
+    """Accept canonical messages from JSON or JSON-lines FILES.
+
+    Prints accepted, duplicate and rejected counts and, for each rejected record, the file, line and
+    reason. Rejected records are parked, not lost. Exit 1 when any record was rejected.
+    """
+    from conveyor.intake import accept_files
+
+    totals, rejected = accept_files(app.ledger, files, batch_size=BATCH)
+    if app.as_json:
+        emit_json({**totals, "rejected_records": rejected})
+    else:
+        for item in rejected:
+            click.echo(f"{item['file']}:{item['line']}: rejected: {item['reason']}", err=True)
+        counts = ", ".join(f"{status} {n}" for status, n in totals.items())
+        click.echo(counts)
+    sys.exit(1 if totals["rejected"] else 0)
+
+
+@click.command("stock")
+@click.option("--material", help="Only this canonical material.")
+@click.option("--location", help="Only this canonical location.")
+@click.option("--lot", help="Only this lot.")
+@click.option("--all", "include_zero", is_flag=True, help="Include positions that are zero.")
+@pass_app
+def stock(
+    app: AppContext, material: str | None, location: str | None, lot: str | None, include_zero: bool
+) -> None:
+    """Current stock positions per material × location × lot, in base units."""
+    positions = app.ledger.positions(
+        material=material, location=location, lot=lot, include_zero=include_zero
+    )
+    if app.as_json:
+        emit_json(
+            [
+                {
+                    "material": p.material,
+                    "location": p.location,
+                    "lot": p.lot or None,
+                    "quantity": p.quantity,
+                    "uom": p.uom,
+                    "updated_at": p.updated_at,
+                }
+                for p in positions
+            ]
+        )
+        return
+    emit_table(
+        "Stock positions",
+        ["material", "location", "lot", "quantity", "uom", "updated"],
+        [
+            (
+                p.material,
+                p.location,
+                p.lot,
+                p.quantity,
+                p.uom,
+                p.updated_at.strftime("%Y-%m-%d %H:%M:%S"),
+            )
+            for p in positions
+        ],
+        right=["quantity"],
+    )
+
+
+@click.command("trace")
+@click.argument("term")
+@pass_app
+def trace(app: AppContext, term: str) -> None:
+    """Everything the ledger knows about a message id, business key, order id or lot."""
+    found = app.ledger.trace(term)
+    if app.as_json:
+        emit_json(found)
+        return
+    if not found["messages"] and not found["parked"]:
+        click.echo(f"nothing known about {term!r}")
+        sys.exit(1)
+    for m in found["messages"]:
+        click.echo(f"{m['type']} {m['source']}:{m['key']}  id={m['message_id']}")
+        click.echo(
+            f"  occurred {m['occurred_at'].isoformat()}  accepted {m['accepted_at'].isoformat()}"
+            f"  mapping_version={m['mapping_version'] or '-'}"
+        )
+        if m["reversal_of"]:
+            click.echo(f"  reverses {m['reversal_of']}")
+        for change in m["stock_changes"]:
+            sign = "+" if change["quantity"] > 0 else ""
+            click.echo(
+                f"  stock {change['material']} @ {change['location']} lot={change['lot'] or '-'}: "
+                f"{sign}{change['quantity']} {change['uom']}"
+            )
+        if not m["deliveries"]:
+            click.echo(
+                "  routed nowhere (no route matched)" if m["routes"] == 0 else "  no deliveries"
+            )
+        for d in m["deliveries"]:
+            click.echo(
+                f"  → {d['target']}: {d['status']} after {d['attempts']} attempt(s)"
+                + (f", ref {d['external_ref']}" if d["external_ref"] else "")
+                + (
+                    f", last error: {d['last_error']}"
+                    if d["last_error"] and d["status"] != "delivered"
+                    else ""
+                )
+            )
+    for p in found["parked"]:
+        where = f"{p['file']}:{p['line']}" if p["file"] else (p["system"] or "-")
+        click.echo(f"parked #{p['id']} ({p['stage']}, {p['status']}) {where}: {p['reason']}")
+
+
+def register(main: click.Group) -> None:
+    """Add the ledger commands to ``main``."""
+    main.add_command(db)
+    main.add_command(accept)
+    main.add_command(stock)
+    main.add_command(trace)

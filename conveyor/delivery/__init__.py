@@ -1,0 +1,7 @@
+"""Delivery: move accepted messages from the ledger's outbox to their targets, exactly once each.
+
+``worker`` runs the delivery loop (claim in the ledger, map outbound, ``connector.send``, record),
+``relay`` publishes outbox rows to a broker transport, ``retry`` computes backoff, ``ordering``
+keeps related messages in acceptance order, ``replay`` re-queues parked deliveries and ``status``
+answers what is queued, in flight, retrying and parked per target.
+"""

@@ -1,0 +1,132 @@
+"""The exception tree: every error Conveyor raises says whether retrying can help.
+
+    ConveyorError
+     ├── TransientError          retry with backoff (connection refused, timeout, HTTP 429/5xx)
+     │    └── AmbiguousDeliveryError   the target may have committed: look up before posting again
+     └── TerminalError           retrying cannot help: park with the reason
+          ├── ConfigError        a config, mapping or master-data file is wrong
+          ├── RecordError        one input record is invalid (field, value, rule)
+          │    ├── ValidationError   fails a canonical schema
+          │    └── MappingError      cannot be mapped (no crosswalk row, unparseable value)
+          ├── RejectedError      the target system refused the document (business error)
+          └── NeedsCheckError    outcome unknown and the target cannot be asked: a person decides
+
+The delivery worker decides from the exception alone: ``is_transient(exc)`` → retry, else park.
+Connectors classify errors where they happen (e.g. ``classify_http_status``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+
+class ConveyorError(Exception):
+    """Root of every error Conveyor raises on purpose."""
+
+    transient: bool = False
+
+    def as_dict(self) -> dict[str, Any]:
+        """A JSON-friendly description, for parking records and ``--json`` output."""
+        return {"error": type(self).__name__, "message": str(self), "transient": self.transient}
+
+
+class TransientError(ConveyorError):
+    """Retrying later may succeed."""
+
+    transient = True
+
+
+class AmbiguousDeliveryError(TransientError):
+    """The request may have reached the target (timeout after send): check before re-posting."""
+
+
+class TerminalError(ConveyorError):
+    """Retrying cannot succeed; the item is parked with the reason."""
+
+
+class ConfigError(TerminalError):
+    """A configuration, mapping or master-data file is invalid."""
+
+    def __init__(self, message: str, *, file: str | None = None, line: int | None = None) -> None:
+        self.file = file
+        self.line = line
+        where = f"{file}:{line}: " if file and line else (f"{file}: " if file else "")
+        super().__init__(f"{where}{message}")
+
+
+@dataclass
+class Problem:
+    """One precise reason a record was refused: where, which field, which value, which rule."""
+
+    field: str
+    value: Any
+    rule: str
+    message: str
+    file: str | None = None
+    line: int | None = None
+    extra: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-friendly form (values rendered as text so Decimals and dates survive)."""
+        d: dict[str, Any] = {
+            "field": self.field,
+            "value": None if self.value is None else str(self.value),
+            "rule": self.rule,
+            "message": self.message,
+        }
+        if self.file is not None:
+            d["file"] = self.file
+        if self.line is not None:
+            d["line"] = self.line
+        d.update(self.extra)
+        return d
+
+    def __str__(self) -> str:
+        where = f"{self.file}:{self.line}: " if self.file else ""
+        return f"{where}{self.field}: {self.message} (value={self.value!r}, rule={self.rule})"
+
+
+class RecordError(TerminalError):
+    """One input record is invalid; ``problems`` says exactly where and why."""
+
+    def __init__(self, problems: list[Problem]) -> None:
+        self.problems = problems
+        super().__init__("; ".join(str(p) for p in problems) or "invalid record")
+
+    def as_dict(self) -> dict[str, Any]:
+        d = super().as_dict()
+        d["problems"] = [p.as_dict() for p in self.problems]
+        return d
+
+
+class ValidationError(RecordError):
+    """A message does not satisfy its canonical JSON Schema or a semantic rule."""
+
+
+class MappingError(RecordError):
+    """A record cannot be mapped: missing crosswalk row, unparseable value, failed condition."""
+
+
+class RejectedError(TerminalError):
+    """The target refused the document (4xx business error, ERP validation)."""
+
+
+class NeedsCheckError(TerminalError):
+    """Outcome unknown and the connector cannot look the document up: a person must check."""
+
+
+def is_transient(exc: BaseException) -> bool:
+    """True when retrying may help. Unknown exceptions count as terminal: park, do not loop."""
+    return isinstance(exc, ConveyorError) and exc.transient
+
+
+def classify_http_status(status: int, text: str = "") -> ConveyorError | None:
+    """Map an HTTP status to the error it means: 429/5xx transient, other 4xx terminal."""
+    if status < 400:
+        return None
+    message = f"HTTP {status}: {text[:500]}"
+    if status == 429 or status >= 500 or status == 408:
+        return TransientError(message)
+    return RejectedError(message)

@@ -1,0 +1,314 @@
+"""Canonical messages: build, validate (fast) and serialise the ISA-95-shaped envelope + payload.
+
+Validation compiles each ``schemas/<type>.json`` once with ``fastjsonschema``; when the fast check
+fails, ``jsonschema`` lists every problem with its JSON path, rule and value. Semantic checks the
+schema cannot express (real calendar dates, decimal scale) follow. Quantities come out as
+``Decimal``.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from decimal import Decimal
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from conveyor.errors import Problem, ValidationError
+from conveyor.paths import schemas_dir
+from conveyor.quantity import QuantityError, format_quantity, parse_quantity
+
+SCHEMA_VERSION = "1.0"
+SCHEMA_BASE_URI = "https://conveyor.example/schemas/"
+
+Message = dict[str, Any]
+"""A canonical message: the envelope as a dict, payload quantities as ``Decimal`` once validated."""
+
+MESSAGE_TYPES = (
+    "production_order",
+    "material_consumption",
+    "production_output",
+    "stock_transfer",
+    "stock_adjustment",
+    "material_request",
+    "stock_snapshot",
+    "stock_alert",
+)
+
+#  Where quantities and timestamps sit in each payload: "" is the payload itself, "components" a
+# list.
+_QUANTITY_HOLDERS = {"": ("quantity",), "components": ("quantity",), "rows": ("quantity",)}
+_TIMESTAMP_FIELDS = ("scheduled_start", "scheduled_end", "needed_by", "as_of")
+
+
+def _load_schema(uri: str) -> dict[str, Any]:
+    """Resolve a schema URI to its file in ``schemas/``; never touches the network."""
+    if not uri.startswith(SCHEMA_BASE_URI):
+        raise ValueError(f"refusing to load schema from outside schemas/: {uri}")
+    name = uri[len(SCHEMA_BASE_URI) :].split("#", 1)[0]
+    path = (schemas_dir() / name).resolve()
+    if path.parent != schemas_dir().resolve():
+        raise ValueError(f"schema name escapes schemas/: {name}")
+    with path.open(encoding="utf-8") as fh:
+        data: dict[str, Any] = json.load(fh)
+    return data
+
+
+@cache
+def schema(message_type: str) -> dict[str, Any]:
+    """The JSON Schema of one message type (loaded once)."""
+    if message_type not in MESSAGE_TYPES:
+        raise KeyError(message_type)
+    return _load_schema(SCHEMA_BASE_URI + f"{message_type}.json")
+
+
+@cache
+def _fast_validator(message_type: str) -> Callable[[Any], Any]:
+    import fastjsonschema
+
+    return fastjsonschema.compile(
+        schema(message_type), handlers={"https": _load_schema}, use_default=False
+    )
+
+
+@cache
+def _full_validator(message_type: str) -> Any:
+    from jsonschema import Draft202012Validator, FormatChecker
+    from referencing import Registry, Resource
+
+    # attrs aliases ``_retrieve`` to ``retrieve``; mypy's attrs plugin does not see the alias
+    registry: Registry[Any] = Registry(
+        retrieve=lambda uri: Resource.from_contents(_load_schema(uri))  # type: ignore[call-arg]
+    )
+    return Draft202012Validator(
+        schema(message_type), registry=registry, format_checker=FormatChecker()
+    )
+
+
+def _path_of(parts: Iterator[Any] | list[Any]) -> str:
+    out = "$"
+    for part in parts:
+        out += f"[{part}]" if isinstance(part, int) else f".{part}"
+    return out
+
+
+def _explain(err: Any) -> str:
+    """The validator's message, with the field's description when a regex alone would puzzle."""
+    described = err.schema.get("description") if isinstance(err.schema, dict) else None
+    if err.validator == "pattern" and described:
+        return f"{err.instance!r} is not valid here: {described}"
+    return str(err.message)
+
+
+def _problem_of(err: Any) -> Problem:
+    path = list(err.absolute_path)
+    value = err.instance if not isinstance(err.instance, dict | list) else None
+    if err.validator == "required" and isinstance(err.instance, dict):
+        missing = [name for name in err.validator_value if name not in err.instance]
+        if missing:  # name the missing field itself, not its parent
+            return Problem(_path_of([*path, missing[0]]), None, "required", "is required")
+    return Problem(
+        field=_path_of(path), value=value, rule=str(err.validator), message=_explain(err)
+    )
+
+
+def _schema_problems(message: Any, message_type: str, first: Any) -> list[Problem]:
+    """Every schema problem, by ``jsonschema`` (slow path, only for invalid messages); one per
+    field, so a bad timestamp is not reported twice (format and pattern)."""
+    problems: dict[str, Problem] = {}
+    errors = _full_validator(message_type).iter_errors(message)
+    for err in sorted(errors, key=lambda e: [str(p) for p in e.absolute_path]):
+        problem = _problem_of(err)
+        problems.setdefault(problem.field, problem)
+    if not problems:  # fastjsonschema and jsonschema disagree only on exotic inputs
+        path = getattr(first, "path", ["data"])[1:]
+        rule = getattr(first, "rule", "?")
+        return [Problem(_path_of(path), getattr(first, "value", None), rule, str(first))]
+    return list(problems.values())
+
+
+def _parse_timestamp(value: str) -> datetime:
+    parsed = datetime.fromisoformat(value.replace("z", "Z").replace("t", "T"))
+    if parsed.tzinfo is None:
+        raise ValueError("timestamp has no UTC offset")
+    return parsed
+
+
+def _semantic_problems(message: Message) -> list[Problem]:
+    """Checks beyond the schema: real dates, exact decimals that fit the ledger's scale."""
+    problems: list[Problem] = []
+    payload = message["payload"]
+    for fieldname in ("occurred_at",):
+        try:
+            _parse_timestamp(message[fieldname])
+        except ValueError as exc:
+            problems.append(Problem(f"$.{fieldname}", message[fieldname], "timestamp", str(exc)))
+    for fieldname in _TIMESTAMP_FIELDS:
+        if fieldname in payload:
+            try:
+                _parse_timestamp(payload[fieldname])
+            except ValueError as exc:
+                problems.append(
+                    Problem(f"$.payload.{fieldname}", payload[fieldname], "timestamp", str(exc))
+                )
+    for holder, fields in _QUANTITY_HOLDERS.items():
+        items = [payload] if holder == "" else payload.get(holder, [])
+        for index, item in enumerate(items):
+            for fieldname in fields:
+                if fieldname not in item:
+                    continue
+                where = (
+                    f"$.payload.{fieldname}"
+                    if holder == ""
+                    else f"$.payload.{holder}[{index}].{fieldname}"
+                )
+                try:
+                    quantity = parse_quantity(item[fieldname])
+                except QuantityError as exc:
+                    problems.append(Problem(where, item[fieldname], "decimal", str(exc)))
+                    continue
+                exponent = quantity.as_tuple().exponent
+                if isinstance(exponent, int) and exponent < -12:
+                    problems.append(
+                        Problem(where, item[fieldname], "decimal", "more than 12 decimal places")
+                    )
+                else:
+                    item[fieldname] = quantity
+    return problems
+
+
+def validate(message: Any) -> Message:
+    """Validate a canonical message and return a copy with quantities as ``Decimal``.
+
+    Raises ``ValidationError`` listing each problem's JSON path, rule and offending value.
+    """
+    if not isinstance(message, dict):
+        raise ValidationError(
+            [Problem("$", type(message).__name__, "type", "a message must be a JSON object")]
+        )
+    message_type = message.get("type")
+    if message_type not in MESSAGE_TYPES:
+        raise ValidationError(
+            [
+                Problem(
+                    "$.type",
+                    message_type,
+                    "enum",
+                    f"unknown message type; expected one of {', '.join(MESSAGE_TYPES)}",
+                )
+            ]
+        )
+    try:
+        validator = _fast_validator(message_type)
+    except FileNotFoundError:
+        raise ValidationError(
+            [Problem("$.type", message_type, "schema", "no schema for this type")]
+        ) from None
+    import fastjsonschema
+
+    try:
+        validator(message)
+    except fastjsonschema.JsonSchemaValueException as first:
+        raise ValidationError(_schema_problems(message, message_type, first)) from None
+    copy = dict(message)
+    payload = dict(message["payload"])
+    for holder in ("components", "rows"):
+        if holder in payload:
+            payload[holder] = [dict(item) for item in payload[holder]]
+    copy["payload"] = payload
+    problems = _semantic_problems(copy)
+    if problems:
+        raise ValidationError(problems)
+    return copy
+
+
+def new_message(
+    message_type: str,
+    source: str,
+    key: str,
+    payload: dict[str, Any],
+    *,
+    occurred_at: datetime | str | None = None,
+    mapping_version: str | None = None,
+    correlation_id: str | None = None,
+) -> Message:
+    """Build an envelope around ``payload`` (not yet validated)."""
+    when = occurred_at or datetime.now(UTC)
+    message: Message = {
+        "message_id": str(uuid.uuid4()),
+        "type": message_type,
+        "source": source,
+        "key": key,
+        "occurred_at": when if isinstance(when, str) else when.isoformat(),
+        "schema_version": SCHEMA_VERSION,
+        "payload": payload,
+    }
+    if mapping_version:
+        message["mapping_version"] = mapping_version
+    if correlation_id:
+        message["correlation_id"] = correlation_id
+    return message
+
+
+def _default(value: object) -> object:
+    if isinstance(value, Decimal):
+        return format_quantity(value)
+    if isinstance(value, datetime):
+        return value.isoformat()
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def dumps(message: Any, *, indent: int | None = None) -> str:
+    """JSON text of a message; ``Decimal`` quantities become exact strings."""
+    return json.dumps(
+        message,
+        default=_default,
+        ensure_ascii=False,
+        indent=indent,
+        separators=None if indent else (",", ":"),
+    )
+
+
+def loads(text: str | bytes) -> Any:
+    """Parse JSON with numbers as ``Decimal`` (never float)."""
+    return json.loads(text, parse_float=Decimal)
+
+
+def occurred_at(message: Message) -> datetime:
+    """The envelope's ``occurred_at`` as an aware datetime."""
+    return _parse_timestamp(message["occurred_at"])
+
+
+def read_records(path: Path) -> Iterator[tuple[int, Any | Exception]]:
+    """Records of a JSON (object or array) or JSON-lines file as ``(line, record or parse error)``.
+
+    A bad JSON line yields its ``ValueError`` in place of the record, so callers can park it.
+    """
+    with path.open("rb") as fh:
+        head = fh.read(1)
+        while head in (b" ", b"\n", b"\r", b"\t", b"\xef"):
+            if head == b"\xef":  # UTF-8 BOM
+                fh.read(2)
+            head = fh.read(1)
+        fh.seek(0)
+        text = fh.read().decode("utf-8-sig")
+    stripped = text.lstrip()
+    if stripped.startswith("["):
+        try:
+            records = loads(text)
+        except ValueError as exc:
+            yield (getattr(exc, "lineno", 1), exc)
+            return
+        for index, record in enumerate(records):
+            yield (index + 1, record)
+        return
+    for lineno, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            yield (lineno, loads(line))
+        except ValueError as exc:
+            yield (lineno, exc)

@@ -1,0 +1,130 @@
+"""``conveyor run``, ``status``, ``parked`` and ``replay`` on a SQLite project (embedded transport)
+delivering to a recording HTTP target."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from conveyor.cli import main
+from conveyor.messages import dumps
+from tests.conveyor.delivery.conftest import output, write_project
+from tests.support.recording_target import RecordingTarget
+
+
+@pytest.fixture
+def target() -> Iterator[RecordingTarget]:
+    with RecordingTarget() as recording:
+        yield recording
+
+
+@pytest.fixture
+def project(tmp_path: Path, target: RecordingTarget, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.delenv("CONVEYOR_DB_URL", raising=False)
+    monkeypatch.delenv("CONVEYOR_BROKER_URL", raising=False)
+    write_project(tmp_path, target.url)
+    return tmp_path
+
+
+def run(project: Path, *args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(main, ["--project", str(project), *args])
+    return result.exit_code, result.output
+
+
+def accept(project: Path, messages: list[dict[str, object]]) -> None:
+    path = project / "in.jsonl"
+    path.write_text("\n".join(dumps(m) for m in messages) + "\n", encoding="utf-8")
+    code, out = run(project, "db", "upgrade")
+    assert code == 0, out
+    code, out = run(project, "accept", str(path))
+    assert code == 0, out
+
+
+def test_run_until_idle_delivers_and_status_counts(project: Path, target: RecordingTarget) -> None:
+    unrouted = output(99)
+    unrouted["source"] = "wms"  # production output from the WMS matches no route
+    accept(project, [output(1), output(2), unrouted])
+    code, out = run(project, "--json", "run", "--until-idle", "--timeout", "30")
+    assert code == 0, out
+    summary = json.loads(out)
+    assert summary["delivered"] == 2
+    assert summary["transport"] == "embedded"
+    assert sorted(target.counts()) == ["mes:GR-1/1", "mes:GR-2/1"]
+
+    code, out = run(project, "--json", "status")
+    assert code == 0, out
+    report = json.loads(out)
+    erp = report["targets"]["erp"]
+    assert (erp["delivered"], erp["pending"], erp["parked"]) == (2, 0, 0)
+    assert erp["queue"]["ready"] == 0
+    assert report["unrouted"]["count"] == 1
+    assert report["unrouted"]["by_type_source"] == [
+        {"type": "production_output", "source": "wms", "count": 1}
+    ]
+    code, out = run(project, "status")
+    assert code == 0, out
+    assert "unrouted messages (no route matched): 1" in out
+
+
+def test_parked_lists_reasons_and_replay_requeues_once(
+    project: Path, target: RecordingTarget
+) -> None:
+    target.configure(reject={"mes:GR-2/*": 409})
+    accept(project, [output(1), output(2), output(3)])
+    code, out = run(project, "run", "--until-idle", "--timeout", "30")
+    assert code == 0, out
+    assert "parked 1" in out
+
+    code, out = run(project, "--json", "parked", "--reason-like", "MATERIAL IS BLOCKED")
+    assert code == 0, out
+    (row,) = json.loads(out)
+    assert (row["target"], row["key"], row["status"]) == ("erp", "GR-2/1", "parked")
+    assert "HTTP 409" in row["reason"]
+    code, out = run(project, "parked", "--target", "erp")
+    assert code == 0, out
+    assert "GR-2/1" in out
+    code, out = run(project, "--json", "parked", "--reason-like", "no such text")
+    assert json.loads(out) == []
+
+    target.configure(reject={})
+    code, out = run(project, "--json", "replay", "--target", "erp")
+    assert code == 0, out
+    assert json.loads(out)["requeued"] == 1
+    code, out = run(project, "--json", "replay", "--target", "erp")  # safe to repeat
+    assert json.loads(out)["requeued"] == 0
+    code, out = run(project, "run", "--until-idle", "--timeout", "30")
+    assert code == 0, out
+    assert target.counts() == {"mes:GR-1/1": 1, "mes:GR-2/1": 1, "mes:GR-3/1": 1}
+    code, out = run(project, "parked")
+    assert "nothing parked" in out
+
+
+def test_replay_needs_to_be_told_what(project: Path) -> None:
+    code, out = run(project, "replay")
+    assert code == 2
+    assert "--id, --target or --all" in out
+
+
+def test_run_refuses_an_unknown_target(project: Path) -> None:
+    accept(project, [output(1)])
+    code, out = run(project, "run", "--target", "sap", "--until-idle")
+    assert code == 1
+    assert "unknown system 'sap'" in out
+
+
+def test_run_with_timeout_exits_1_when_work_remains(project: Path, target: RecordingTarget) -> None:
+    target.configure(delay_s=0.3)
+    accept(project, [output(n) for n in range(1, 30)])
+    started = time.monotonic()
+    code, _ = run(project, "run", "--until-idle", "--timeout", "0.5", "--concurrency", "1")
+    assert code == 1
+    assert time.monotonic() - started < 5  # a batch in progress gives its untried rest back
+    code, out = run(project, "--json", "status")
+    erp = json.loads(out)["targets"]["erp"]
+    assert erp["in_flight"] == 0
+    assert erp["delivered"] + erp["pending"] == 29

@@ -1,0 +1,103 @@
+"""``conveyor db upgrade``, ``accept``, ``stock`` and ``trace`` on a SQLite project."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from conveyor.cli import main
+
+REPO = Path(__file__).resolve().parents[3]
+
+
+@pytest.fixture
+def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.delenv("CONVEYOR_DB_URL", raising=False)
+    shutil.copy(REPO / "conveyor.yaml", tmp_path / "conveyor.yaml")
+    return tmp_path
+
+
+def run(project: Path, *args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(main, ["--project", str(project), *args])
+    return result.exit_code, result.output
+
+
+def test_help_is_fast_and_lists_commands() -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "conveyor", "--help"], capture_output=True, text=True, check=True
+    )
+    for command in ("accept", "db", "stock", "trace"):
+        assert command in out.stdout
+
+
+def test_db_upgrade_creates_sqlite_ledger(project: Path) -> None:
+    code, out = run(project, "db", "upgrade")
+    assert code == 0, out
+    assert (project / ".conveyor" / "ledger.db").exists()
+    assert "revision" in out
+
+
+def test_accept_twice_then_stock(project: Path) -> None:
+    run(project, "db", "upgrade")
+    sample = str(REPO / "samples" / "messages.jsonl")
+    code, out = run(project, "--json", "accept", sample)
+    assert code == 0
+    assert json.loads(out)["accepted"] == 13
+    code, out = run(project, "--json", "accept", sample)
+    assert code == 0
+    assert json.loads(out) == {
+        "accepted": 0,
+        "duplicate": 13,
+        "rejected": 0,
+        "rejected_records": [],
+    }
+    code, out = run(
+        project, "--json", "stock", "--material", "RM-1001", "--location", "1000/WIP-MOLD"
+    )
+    assert json.loads(out)[0]["quantity"] == "129.85"
+    code, out = run(project, "stock", "--lot", "FG261121-A")
+    assert "46" in out
+
+
+def test_rejected_records_exit_1_and_are_parked(project: Path) -> None:
+    run(project, "db", "upgrade")
+    code, out = run(project, "--json", "accept", str(REPO / "samples" / "rejected.jsonl"))
+    assert code == 1
+    report = json.loads(out)
+    assert report["rejected"] == 6
+    assert [r["line"] for r in report["rejected_records"]] == [1, 2, 3, 4, 5, 6]
+    reasons = [r["reason"] for r in report["rejected_records"]]
+    assert "material_consumptio" in reasons[0]
+    assert "$.payload.material" in reasons[1]
+    assert "'-5'" in reasons[2]
+    assert "12,5kg" in reasons[3]
+    assert "2026-11-21 25:61" in reasons[4]
+    assert all(r["parked_id"] for r in report["rejected_records"])
+    code, out = run(project, "accept", str(REPO / "samples" / "rejected.jsonl"))
+    assert "rejected.jsonl:3: rejected: $.payload.quantity" in out
+
+
+def test_trace_shows_changes_and_routes(project: Path) -> None:
+    run(project, "db", "upgrade")
+    run(project, "accept", str(REPO / "samples" / "messages.jsonl"))
+    code, out = run(project, "trace", "MC-100045-0001/1")
+    assert code == 0
+    assert "stock RM-1001 @ 1000/WIP-MOLD lot=L2611-07: -120.1 KG" in out
+    assert "→ sap: pending" in out
+    code, out = run(project, "trace", "nothing-like-this")
+    assert code == 1
+
+
+def test_bad_config_is_reported_with_line(project: Path) -> None:
+    (project / "conveyor.yaml").write_text(
+        "systems:\n  sap:\n    conector: fake\n", encoding="utf-8"
+    )
+    code, out = run(project, "stock")
+    assert code == 1
+    assert "conveyor.yaml:3:" in out

@@ -1,0 +1,165 @@
+"""Canonical message validation: every type validates; bad records name field, value and rule."""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from conveyor import messages
+from conveyor.errors import ValidationError
+
+REPO = Path(__file__).resolve().parents[2]
+SAMPLES = [
+    json.loads(line) for line in (REPO / "samples" / "messages.jsonl").read_text().splitlines()
+]
+
+
+def output(**payload: Any) -> dict[str, Any]:
+    base = {
+        "order_id": "PO-1",
+        "material": "M1",
+        "quantity": "2",
+        "uom": "KG",
+        "location": "1000/FG",
+    }
+    base.update(payload)
+    return messages.new_message("production_output", "mes", "GR-1/1", base)
+
+
+def problems(message: Any) -> list[dict[str, Any]]:
+    with pytest.raises(ValidationError) as info:
+        messages.validate(message)
+    return [p.as_dict() for p in info.value.problems]
+
+
+@pytest.mark.parametrize("sample", SAMPLES, ids=lambda m: f"{m['type']}:{m['key']}")
+def test_samples_are_valid(sample: dict[str, Any]) -> None:
+    validated = messages.validate(sample)
+    assert isinstance(validated["payload"]["quantity"], Decimal)
+
+
+def test_every_type_has_a_schema_file() -> None:
+    for message_type in messages.MESSAGE_TYPES:
+        if message_type == "stock_alert" and not (REPO / "schemas" / "stock_alert.json").exists():
+            continue
+        assert messages.schema(message_type)["$schema"].endswith("2020-12/schema")
+
+
+def test_quantities_become_decimal_and_input_is_untouched() -> None:
+    message = output(quantity="0.1")
+    validated = messages.validate(message)
+    assert validated["payload"]["quantity"] == Decimal("0.1")
+    assert message["payload"]["quantity"] == "0.1"
+
+
+def test_json_numbers_parse_to_decimal() -> None:
+    # 2.675 has no exact binary float (as a float it is 2.67499999999999982236…)
+    text = messages.dumps(output()).replace('"quantity":"2"', '"quantity":2.675')
+    validated = messages.validate(messages.loads(text))
+    assert validated["payload"]["quantity"] == Decimal("2.675")
+
+
+def test_components_and_rows_quantities_are_decimal() -> None:
+    order = next(m for m in SAMPLES if m["type"] == "production_order")
+    validated = messages.validate(order)
+    assert all(isinstance(c["quantity"], Decimal) for c in validated["payload"]["components"])
+
+
+def test_wrong_type() -> None:
+    message = output()
+    message["type"] = "production_outptu"
+    [problem] = problems(message)
+    assert problem["field"] == "$.type"
+    assert problem["value"] == "production_outptu"
+    assert problem["rule"] == "enum"
+
+
+def test_missing_field_is_named() -> None:
+    message = output()
+    del message["payload"]["material"]
+    [problem] = problems(message)
+    assert problem["field"] == "$.payload.material"
+    assert problem["rule"] == "required"
+
+
+def test_negative_quantity_where_not_allowed() -> None:
+    [problem] = problems(output(quantity="-5"))
+    assert problem["field"] == "$.payload.quantity"
+    assert problem["value"] == "-5"
+
+
+def test_zero_output_is_refused() -> None:
+    assert problems(output(quantity="0"))[0]["field"] == "$.payload.quantity"
+
+
+def test_negative_consumption_is_a_return() -> None:
+    message = messages.new_message(
+        "material_consumption",
+        "mes",
+        "MC-1/1",
+        {"order_id": "PO-1", "material": "M1", "quantity": "-1.5", "uom": "KG", "location": "L"},
+    )
+    assert messages.validate(message)["payload"]["quantity"] == Decimal("-1.5")
+
+
+@pytest.mark.parametrize("bad", ["12,5kg", "1e3", "abc", True])
+def test_non_decimal_quantity(bad: object) -> None:
+    [problem] = problems(output(quantity=bad))
+    assert problem["field"] == "$.payload.quantity"
+    assert problem["value"] == str(bad)
+
+
+def test_too_many_decimals_for_the_ledger() -> None:
+    [problem] = problems(output(quantity=Decimal("1.1234567890123")))
+    assert problem["rule"] == "decimal"
+
+
+@pytest.mark.parametrize(
+    "bad", ["2026-11-21 25:61", "2026-13-45T00:00:00Z", "2026-11-21T08:00:00", "yesterday"]
+)
+def test_unparseable_timestamp(bad: str) -> None:
+    message = output()
+    message["occurred_at"] = bad
+    [problem] = problems(message)
+    assert problem["field"] == "$.occurred_at"
+    assert problem["value"] == bad
+
+
+def test_payload_timestamp_checked_for_real_dates() -> None:
+    order = json.loads(json.dumps(SAMPLES[0]))
+    order["payload"]["scheduled_end"] = "2026-02-30T08:00:00+08:00"
+    [problem] = problems(order)
+    assert problem["field"] == "$.payload.scheduled_end"
+
+
+def test_unknown_payload_field_is_refused() -> None:
+    [problem] = problems(output(materail="M1"))
+    assert problem["rule"] == "additionalProperties"
+
+
+def test_not_an_object() -> None:
+    assert problems([1, 2])[0]["rule"] == "type"
+
+
+def test_dumps_keeps_decimals_exact() -> None:
+    text = messages.dumps({"quantity": Decimal("0.1") + Decimal("0.2")})
+    assert text == '{"quantity":"0.3"}'
+
+
+def test_read_records_jsonl_with_bad_line(tmp_path: Path) -> None:
+    path = tmp_path / "in.jsonl"
+    path.write_text('\ufeff{"a": 1.5}\n\n{"b": \n{"c": 2}\n', encoding="utf-8")
+    records = list(messages.read_records(path))
+    assert [line for line, _ in records] == [1, 3, 4]
+    assert records[0][1] == {"a": Decimal("1.5")}
+    assert isinstance(records[1][1], ValueError)
+
+
+def test_read_records_json_array(tmp_path: Path) -> None:
+    path = tmp_path / "in.json"
+    path.write_text('[{"a": 1}, {"a": 2}]', encoding="utf-8")
+    assert [r for _, r in messages.read_records(path)] == [{"a": 1}, {"a": 2}]

@@ -1,0 +1,1 @@
+"""Helpers shared by tests and benches (a recording HTTP target)."""
