@@ -6,10 +6,10 @@ import json
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from functools import cached_property
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import click
 
@@ -89,3 +89,31 @@ def emit_table(
 
 
 pass_app = click.make_pass_decorator(AppContext)
+
+
+class Duration(click.ParamType[timedelta]):
+    """A span written as a number and a unit: ``90s``, ``15m``, ``1h``, ``30d`` (a bare number
+    is seconds). Four suffixes do not justify a parsing dependency."""
+
+    name = "duration"
+    UNITS: ClassVar[dict[str, float]] = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> timedelta:
+        """``value`` as a ``timedelta``."""
+        if isinstance(value, timedelta):
+            return value
+        text = str(value).strip().lower()
+        unit = text[-1:] if text[-1:] in self.UNITS else "s"
+        number = text[:-1] if text[-1:] in self.UNITS else text
+        try:
+            amount = float(number)
+        except ValueError:
+            self.fail(f"{value!r} is not a duration (e.g. 90s, 15m, 1h, 30d)", param, ctx)
+        if not amount >= 0 or amount == float("inf"):
+            self.fail(f"{value!r}: a duration is a finite number of 0 or more", param, ctx)
+        return timedelta(seconds=amount * self.UNITS[unit])
+
+
+DURATION = Duration()

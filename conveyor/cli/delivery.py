@@ -1,4 +1,4 @@
-"""Delivery commands: ``run`` (workers), ``parked``, ``replay`` and ``status``.
+"""Delivery commands: ``run`` (workers), ``parked``, ``replay``, ``status`` and ``outbox``.
 
 The transport is the embedded one unless ``CONVEYOR_BROKER_URL`` names a broker (``amqp://…``).
 """
@@ -8,11 +8,12 @@ from __future__ import annotations
 import logging
 import signal
 import sys
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 import click
 
-from conveyor.cli.common import AppContext, emit_json, emit_table, pass_app
+from conveyor.cli.common import DURATION, AppContext, emit_json, emit_table, pass_app
 
 if TYPE_CHECKING:
     from conveyor.config import Project
@@ -162,18 +163,41 @@ def parked(app: AppContext, target: str | None, reason_like: str | None, limit: 
     is_flag=True,
     help="Replay parked input records (unmappable) instead of parked deliveries.",
 )
+@click.option(
+    "--stuck",
+    is_flag=True,
+    help="Republish open deliveries that went quiet (their broker message lost) instead.",
+)
+@click.option(
+    "--older-than",
+    type=DURATION,
+    default="1h",
+    show_default=True,
+    help="With --stuck: untouched for at least this long.",
+)
 @pass_app
 def replay(
-    app: AppContext, target: str | None, ids: tuple[int, ...], everything: bool, records: bool
+    app: AppContext,
+    target: str | None,
+    ids: tuple[int, ...],
+    everything: bool,
+    records: bool,
+    stuck: bool,
+    older_than: timedelta,
 ) -> None:
     """Put parked deliveries back in the queue, re-mapping them first so a fixed mapping applies.
 
     Deliveries held behind a replayed one (same order or document) come along and keep their
     order. Safe to repeat. With --records it replays parked input records instead (ids are then
-    parked-record ids and --target a source system).
+    parked-record ids and --target a source system). With --stuck it republishes open deliveries
+    untouched for --older-than (a lost broker message); a copy still queued is dropped by the
+    worker.
     """
+    if stuck:
+        _republish_stuck(app, target, older_than)
+        return
     if not (target or ids or everything):
-        raise click.UsageError("say what to replay: --id, --target or --all")
+        raise click.UsageError("say what to replay: --id, --target, --all or --stuck")
     if records:
         _replay_records(app, target, ids)
         return
@@ -208,6 +232,17 @@ def replay(
         sys.exit(1)
 
 
+def _republish_stuck(app: AppContext, target: str | None, older_than: timedelta) -> None:
+    from conveyor.delivery.maintenance import republish_stuck
+
+    targets = [target] if target else []
+    count = republish_stuck(app.ledger.engine, older_than=older_than, targets=targets)
+    if app.as_json:
+        emit_json({"republished": count})
+    else:
+        click.echo(f"republished {count} stuck deliveries")
+
+
 def _replay_records(app: AppContext, system: str | None, ids: tuple[int, ...]) -> None:
     try:
         from conveyor.mapping.replay import replay_parked
@@ -227,6 +262,7 @@ def _replay_records(app: AppContext, system: str | None, ids: tuple[int, ...]) -
 def status(app: AppContext, targets: tuple[str, ...], no_queues: bool) -> None:
     """Per target: queue depth, in flight, retrying, parked; unrouted messages; live workers."""
     from conveyor.delivery import status as queries
+    from conveyor.delivery.maintenance import DEFAULT_STUCK_AFTER, stuck_deliveries
     from conveyor.transport import create
 
     project = app.project
@@ -250,6 +286,7 @@ def status(app: AppContext, targets: tuple[str, ...], no_queues: bool) -> None:
         "delay_queues": (depths.get("*") or {}).get("delayed"),
         "unrouted": queries.unrouted(engine),
         "workers": queries.workers(engine),
+        "stuck": len(stuck_deliveries(engine, targets=list(targets))),
     }
     if queue_error:
         report["queue_error"] = queue_error
@@ -303,9 +340,52 @@ def status(app: AppContext, targets: tuple[str, ...], no_queues: bool) -> None:
         click.echo("unrouted messages: 0")
     alive = [w for w in report["workers"] if w["alive"]]
     click.echo(f"workers alive: {len(alive)}")
+    if report["stuck"]:
+        click.echo(
+            f"stuck deliveries (open, untouched for {DEFAULT_STUCK_AFTER}): {report['stuck']}"
+            " — see 'conveyor replay --stuck'"
+        )
+
+
+@click.group("outbox")
+def outbox() -> None:
+    """The outbox: its size, and pruning rows whose delivery is done."""
+
+
+@outbox.command("size")
+@pass_app
+def outbox_size(app: AppContext) -> None:
+    """Rows in the outbox: total, unpublished, prunable (published and delivered)."""
+    from conveyor.delivery.maintenance import outbox_size as size
+
+    counts = size(app.ledger.engine)
+    if app.as_json:
+        emit_json(counts)
+    else:
+        click.echo(", ".join(f"{name} {count}" for name, count in counts.items()))
+
+
+@outbox.command("prune")
+@click.option(
+    "--older-than",
+    type=DURATION,
+    default="7d",
+    show_default=True,
+    help="Only rows published at least this long ago.",
+)
+@pass_app
+def outbox_prune(app: AppContext, older_than: timedelta) -> None:
+    """Delete outbox rows whose delivery is delivered (the deliveries table keeps the record)."""
+    from conveyor.delivery.maintenance import prune_outbox
+
+    pruned = prune_outbox(app.ledger.engine, older_than=older_than)
+    if app.as_json:
+        emit_json({"pruned": pruned})
+    else:
+        click.echo(f"pruned {pruned} outbox rows")
 
 
 def register(main: click.Group) -> None:
     """Add the delivery commands to ``main``."""
-    for command in (run, parked, replay, status):
+    for command in (run, parked, replay, status, outbox):
         main.add_command(command)

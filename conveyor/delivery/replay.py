@@ -18,6 +18,7 @@ from typing import Any, cast
 from sqlalchemy import Engine, Table, case, false, select, update
 
 from conveyor import messages as canonical
+from conveyor.delivery.batch_sql import message_of
 from conveyor.delivery.notify import notify_outbox
 from conveyor.ledger.models import DeliveryRow, MessageRow, OutboxRow, utcnow
 
@@ -142,15 +143,7 @@ def replay_deliveries(
 
 def _remap_error(mapping: Any, target: str, row: Any) -> str | None:
     """Why the message still cannot be mapped for ``target``, or None when it can."""
-    message: dict[str, Any] = {
-        "message_id": row.message_id,
-        "type": row.type,
-        "source": row.source,
-        "key": row.key,
-        "occurred_at": row.occurred_at.isoformat(),
-        "schema_version": row.schema_version,
-        "payload": canonical.loads(row.payload),
-    }
+    message = message_of(row)
     try:
         if mapping is not None and mapping.has_direction(target, row.type, "out"):
             mapping.map_outbound(target, message)

@@ -6,6 +6,11 @@ hitting a recovering target at the same instant, and the delay never falls below
 ``delay_tiers(policy)`` is the ladder of fixed delays a broker transport can offer (one delay queue
 per tier); ``pick_tier`` chooses the longest tier not longer than the wanted delay, so a message
 comes back early rather than late and the worker waits out the rest (see ``worker``).
+
+Why not ``tenacity``: it retries a call inside one process. A failed delivery is instead
+rescheduled in the ledger (``next_attempt_at``) or on a broker delay queue, so the wait survives
+a restart and another worker may take the retry; only the delay formula is needed here, and it
+is the three lines of ``backoff_delay``.
 """
 
 from __future__ import annotations

@@ -179,17 +179,7 @@ class EmbeddedTransport:
 
     def ack(self, jobs: Sequence[Job]) -> None:
         """Settle the rows this consumer holds: they leave the queue (the table keeps them)."""
-        if not jobs:
-            return
-        with self.engine.begin() as conn:
-            conn.execute(
-                update(outbox_t)
-                .where(
-                    outbox_t.c.id.in_([j.token for j in jobs]),
-                    outbox_t.c.claimed_by == self.consumer_id,
-                )
-                .values(published_at=utcnow(), claimed_by=None)
-            )
+        self._unclaim(jobs, published_at=utcnow())
 
     def retry_later(self, jobs: Sequence[tuple[Job, float]]) -> None:
         """Unclaim the rows and make them due after their delays."""
@@ -212,6 +202,10 @@ class EmbeddedTransport:
 
     def release(self, jobs: Sequence[Job]) -> None:
         """Unclaim the rows at once."""
+        self._unclaim(jobs)
+
+    def _unclaim(self, jobs: Sequence[Job], **values: Any) -> None:
+        """Drop this consumer's claim on the rows of ``jobs``, setting ``values`` with it."""
         if not jobs:
             return
         with self.engine.begin() as conn:
@@ -221,7 +215,7 @@ class EmbeddedTransport:
                     outbox_t.c.id.in_([j.token for j in jobs]),
                     outbox_t.c.claimed_by == self.consumer_id,
                 )
-                .values(claimed_by=None)
+                .values(claimed_by=None, **values)
             )
         self._signal.poke()
 

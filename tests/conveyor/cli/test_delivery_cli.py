@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -107,7 +108,7 @@ def test_parked_lists_reasons_and_replay_requeues_once(
 def test_replay_needs_to_be_told_what(project: Path) -> None:
     code, out = run(project, "replay")
     assert code == 2
-    assert "--id, --target or --all" in out
+    assert "--id, --target, --all or --stuck" in out
 
 
 def test_run_refuses_an_unknown_target(project: Path) -> None:
@@ -128,3 +129,49 @@ def test_run_with_timeout_exits_1_when_work_remains(project: Path, target: Recor
     erp = json.loads(out)["targets"]["erp"]
     assert erp["in_flight"] == 0
     assert erp["delivered"] + erp["pending"] == 29
+
+
+def test_stuck_deliveries_show_in_status_and_replay_stuck_republishes(
+    project: Path, target: RecordingTarget
+) -> None:
+    from sqlalchemy import create_engine, update
+
+    from conveyor.ledger.models import DeliveryRow, OutboxRow, utcnow
+
+    accept(project, [output(1), output(2)])
+    engine = create_engine(f"sqlite:///{project / '.conveyor' / 'ledger.db'}")
+    with engine.begin() as conn:  # handed over long ago, and the transport lost it
+        long_ago = utcnow() - timedelta(hours=3)
+        conn.execute(update(OutboxRow).values(published_at=long_ago))
+        conn.execute(update(DeliveryRow).values(updated_at=long_ago))
+    engine.dispose()
+    code, out = run(project, "--json", "status")
+    assert json.loads(out)["stuck"] == 2
+    code, out = run(project, "status")
+    assert "stuck deliveries (open, untouched for 1:00:00): 2" in out
+
+    code, out = run(project, "--json", "replay", "--stuck", "--older-than", "4h")
+    assert (code, json.loads(out)) == (0, {"republished": 0})
+    code, out = run(project, "replay", "--stuck")
+    assert (code, out.strip()) == (0, "republished 2 stuck deliveries")
+    code, out = run(project, "run", "--until-idle", "--timeout", "30")
+    assert code == 0, out
+    assert target.counts() == {"mes:GR-1/1": 1, "mes:GR-2/1": 1}
+
+
+def test_outbox_size_and_prune(project: Path, target: RecordingTarget) -> None:
+    accept(project, [output(1), output(2), output(3)])
+    code, out = run(project, "--json", "outbox", "size")
+    assert json.loads(out) == {"total": 3, "unpublished": 3, "prunable": 0}
+    code, out = run(project, "run", "--until-idle", "--timeout", "30")
+    assert code == 0, out
+    code, out = run(project, "outbox", "size")
+    assert out.strip() == "total 3, unpublished 0, prunable 3"
+    code, out = run(project, "outbox", "prune")  # default: published at least 7 days ago
+    assert (code, out.strip()) == (0, "pruned 0 outbox rows")
+    code, out = run(project, "--json", "outbox", "prune", "--older-than", "0s")
+    assert (code, json.loads(out)) == (0, {"pruned": 3})
+    code, out = run(project, "outbox", "prune", "--older-than", "soon")
+    assert code == 2
+    assert "'soon' is not a duration" in out
+    assert target.counts() == {"mes:GR-1/1": 1, "mes:GR-2/1": 1, "mes:GR-3/1": 1}

@@ -169,3 +169,15 @@ def setup(
 
 
 Configure = Callable[..., Project]
+
+
+@pytest.fixture
+def rabbit_setup(tmp_path: Path, target: RecordingTarget, pg_engine: Engine) -> Iterator[Setup]:
+    """PostgreSQL ledger + RabbitMQ with names of its own (deleted afterwards)."""
+    ready = Setup("rabbitmq", pg_engine, _broker_url(), tmp_path / "project", target)
+    ready.configure()
+    yield ready
+    assert ready.broker_url is not None
+    RabbitMQTransport(
+        ready.broker_url, policy=ready.project.retry if ready.project else None
+    ).delete(["erp"])

@@ -55,18 +55,6 @@ def assert_exactly_once(target: RecordingTarget, n: int) -> None:
     assert (missing, duplicates) == (0, {})
 
 
-@pytest.fixture
-def rabbit_setup(tmp_path: Path, target: RecordingTarget, pg_engine: Engine) -> Iterator[Setup]:
-    """PostgreSQL ledger + RabbitMQ with names of its own."""
-    ready = Setup("rabbitmq", pg_engine, _broker_url(), tmp_path / "project", target)
-    ready.configure()
-    yield ready
-    assert ready.broker_url is not None
-    RabbitMQTransport(
-        ready.broker_url, policy=ready.project.retry if ready.project else None
-    ).delete(["erp"])
-
-
 def _restart_mid_stream(setup: Setup, total: int, restarts: int) -> None:
     worker = setup.worker(concurrency=4)
     runner = threading.Thread(target=worker.run, daemon=True)
