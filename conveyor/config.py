@@ -95,6 +95,11 @@ class Project:
         return RetryPolicy(**(self.raw.get("retry") or {}))
 
     @property
+    def alerts_on_accept(self) -> bool:
+        """``alerts.on_accept``: check for stock alerts after every accept (default on)."""
+        return bool((self.raw.get("alerts") or {}).get("on_accept", True))
+
+    @property
     def mappings_dir(self) -> Path:
         """``<project>/mappings``."""
         return self.root / "mappings"

@@ -91,6 +91,20 @@ def emit_table(
 pass_app = click.make_pass_decorator(AppContext)
 
 
+def check_alerts(app: AppContext, accepted: int, mapping_engine: Any = None) -> int:
+    """The stock-alert check after an accept (see ``conveyor.reconcile.alerts``): how many new
+    ``stock_alert`` messages it accepted. ``mapping_engine`` saves loading the mappings again."""
+    from conveyor.reconcile.alerts import check_after_accept
+
+    reference = None
+    if mapping_engine is not None:
+        from conveyor.reconcile.reference import EngineReference
+
+        reference = EngineReference(mapping_engine)
+    results = check_after_accept(app.project, app.ledger, accepted, reference)
+    return sum(1 for r in results if r.status == "accepted")
+
+
 class Duration(click.ParamType[timedelta]):
     """A span written as a number and a unit: ``90s``, ``15m``, ``1h``, ``30d`` (a bare number
     is seconds). Four suffixes do not justify a parsing dependency."""

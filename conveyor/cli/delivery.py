@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from conveyor.cli.common import DURATION, AppContext, emit_json, emit_table, pass_app
+from conveyor.cli.common import DURATION, AppContext, check_alerts, emit_json, emit_table, pass_app
 
 if TYPE_CHECKING:
     from conveyor.config import Project
@@ -249,6 +249,7 @@ def _replay_records(app: AppContext, system: str | None, ids: tuple[int, ...]) -
     except ImportError:
         raise click.ClickException("replaying parked records needs the mapping layer") from None
     counts = replay_parked(app.project, app.ledger, ids=list(ids) or None, system=system)
+    counts["alerts"] = check_alerts(app, counts["replayed"])
     if app.as_json:
         emit_json(counts)
     else:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from conveyor.cli.common import AppContext, emit_json, emit_table, pass_app
+from conveyor.cli.common import AppContext, check_alerts, emit_json, emit_table, pass_app
 
 BATCH = 1000
 
@@ -46,13 +46,16 @@ def accept(app: AppContext, files: tuple[Path, ...]) -> None:
     from conveyor.intake import accept_files
 
     totals, rejected = accept_files(app.ledger, files, batch_size=BATCH)
+    alerts = check_alerts(app, totals["accepted"])
     if app.as_json:
-        emit_json({**totals, "rejected_records": rejected})
+        emit_json({**totals, "alerts": alerts, "rejected_records": rejected})
     else:
         for item in rejected:
             click.echo(f"{item['file']}:{item['line']}: rejected: {item['reason']}", err=True)
         counts = ", ".join(f"{status} {n}" for status, n in totals.items())
         click.echo(counts)
+        if alerts:
+            click.echo(f"stock alerts raised: {alerts}")
     sys.exit(1 if totals["rejected"] else 0)
 
 

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from conveyor.cli.common import AppContext, emit_json, emit_table, pass_app
+from conveyor.cli.common import AppContext, check_alerts, emit_json, emit_table, pass_app
 from conveyor.messages import MESSAGE_TYPES
 
 if TYPE_CHECKING:
@@ -251,8 +251,9 @@ def ingest(app: AppContext, system: str, message_type: str, files: tuple[Path, .
             raise click.ClickException(f"{path}: {exc}") from None
         for name, value in counts.items():
             totals[name] += value
+    alerts = check_alerts(app, totals["accepted"], engine)
     if app.as_json:
-        emit_json({**totals, "problems": problems})
+        emit_json({**totals, "alerts": alerts, "problems": problems})
     else:
         for item in problems:
             where = f"{item.get('file')}:{item.get('line')}"
@@ -263,6 +264,8 @@ def ingest(app: AppContext, system: str, message_type: str, files: tuple[Path, .
             f"accepted {totals['accepted']}, duplicate {totals['duplicate']}, "
             f"rejected {totals['rejected']}, parked {totals['parked']}"
         )
+        if alerts:
+            click.echo(f"stock alerts raised: {alerts}")
     sys.exit(1 if totals["parked"] or totals["rejected"] else 0)
 
 

@@ -189,6 +189,14 @@ class MasterData:
         """Every material, in file order."""
         return self._materials.values()
 
+    def nettable(self, location: str) -> bool:
+        """Whether stock at ``location`` counts as available (``locations.nettable`` is not
+        ``no``; a location the table does not list counts)."""
+        if "locations" not in self.tables:
+            return True
+        flags = self.index("locations", ["location"], "nettable")
+        return flags.get(location, "").strip().lower() != "no"
+
     def table(self, name: str) -> Table | None:
         """A table by name (file stem), or None."""
         return self.tables.get(name)

@@ -5,13 +5,22 @@ to a webhook or the ERP).
 
 When: after every reconciliation run, and whenever stock positions move — ``check_moved`` looks at
 the movements and orders the ledger accepted since its last call (a checkpoint) and re-checks only
-the materials they touched; ``conveyor reconcile alerts`` runs it from the command line or a DAG.
+the materials they touched. ``check_after_accept`` runs it after every ``conveyor accept``,
+``ingest`` and ``replay --records`` that accepted something (``alerts.on_accept`` in
+``conveyor.yaml`` turns that off); ``conveyor reconcile alerts`` runs it from the command line or
+a DAG.
 
-Safety stock is checked per material × location (lots summed) for every position the hub holds,
-zero positions included. Components: each released order needs its components' quantities minus
-what was already consumed for it; orders are served in order of scheduled start, so a later order
-is short when earlier ones take the stock. The business key carries the alert's figures, so the
-same situation raises one alert, and a change (more short, less short) raises a new one.
+Safety stock is checked per material × plant, as an ERP's MRP does: the stock of the plant's
+nettable locations (``locations.nettable`` is not ``no``: quality inspection and scrap do not
+count), lots summed, in the material's base unit; the plant is the first part of the canonical
+location (``1000`` of ``1000/RM``). A plant is checked for a material once the hub holds a
+position of it there (zero positions included).
+
+Components: each released order needs its components' quantities minus what was already
+consumed for it, at the component's issue location; orders are served in order of scheduled
+start, so a later order is short when earlier ones take the stock. The business key carries the
+alert's figures, so the same situation raises one alert, and a change (more short, less short)
+raises a new one.
 """
 
 from __future__ import annotations
@@ -34,6 +43,7 @@ from conveyor.messages import loads, new_message
 from conveyor.quantity import format_quantity, parse_quantity
 
 if TYPE_CHECKING:
+    from conveyor.config import Project
     from conveyor.ledger import AcceptResult, Ledger
     from conveyor.reconcile.reference import Reference
 
@@ -129,19 +139,37 @@ def on_hand(
     return stock
 
 
+def plant_of(location: str) -> str:
+    """The plant of a canonical location (``plant/warehouse/bin``)."""
+    return location.split("/", 1)[0]
+
+
 def safety_stock_alerts(
     stock: dict[tuple[str, str], tuple[Decimal, str]], reference: Reference
 ) -> list[Alert]:
-    """Positions under their material's safety stock."""
-    alerts = []
+    """Plants whose nettable stock of a material is under the material's safety stock."""
+    plants: dict[tuple[str, str], Decimal] = {}
+    safety: dict[str, tuple[Decimal, str]] = {}
     for (material, location), (quantity, uom) in sorted(stock.items()):
         info = reference.material(material)
         if info is None or info.safety_stock is None:
             continue
-        if quantity < info.safety_stock:
-            alerts.append(
-                Alert(BELOW_SAFETY_STOCK, material, location, quantity, info.safety_stock, uom)
-            )
+        safety[material] = (info.safety_stock, info.base_uom)
+        key = (material, plant_of(location))
+        total = plants.setdefault(key, ZERO)
+        if not reference.nettable(location):
+            continue
+        try:
+            base = reference.convert(material, quantity, uom, info.base_uom)
+        except MappingError as exc:
+            log.warning("%s at %s not counted for safety stock: %s", material, location, exc)
+            continue
+        plants[key] = total + base
+    alerts = []
+    for (material, plant), quantity in plants.items():
+        required, base_uom = safety[material]
+        if quantity < required:
+            alerts.append(Alert(BELOW_SAFETY_STOCK, material, plant, quantity, required, base_uom))
     return alerts
 
 
@@ -235,7 +263,7 @@ def evaluate(
 ) -> list[Alert]:
     """Every current shortage (of ``materials`` only, when given)."""
     wanted = set(materials) if materials is not None else None
-    stock = on_hand(ledger)
+    stock = on_hand(ledger, wanted)
     safety = safety_stock_alerts(
         {k: v for k, v in stock.items() if wanted is None or k[0] in wanted}, reference
     )
@@ -295,3 +323,18 @@ def check_moved(ledger: Ledger, reference: Reference) -> list[AcceptResult]:
         json.dumps({"movement": int(top_movement), "message": int(top_message)}),
     )
     return results
+
+
+def check_after_accept(
+    project: Project, ledger: Ledger, accepted: int, reference: Reference | None = None
+) -> list[AcceptResult]:
+    """The alert check that follows an accept of ``accepted`` new messages: ``check_moved``
+    unless nothing new was accepted or ``alerts.on_accept`` is off. ``reference`` defaults to
+    the project's mappings and master data."""
+    if accepted <= 0 or not project.alerts_on_accept:
+        return []
+    if reference is None:
+        from conveyor.reconcile.reference import load_reference
+
+        reference = load_reference(project)
+    return check_moved(ledger, reference)

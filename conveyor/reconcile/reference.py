@@ -62,6 +62,10 @@ class Reference(Protocol):
         """``quantity`` of ``material`` from one unit to another; raises ``MappingError``."""
         ...
 
+    def nettable(self, location: str) -> bool:
+        """Whether stock at ``location`` counts as available (not quality inspection, scrap)."""
+        ...
+
     def has_mapping(self, system: str) -> bool:
         """True when ``system`` has a mapping (its own formats can be read)."""
         ...
@@ -110,6 +114,10 @@ class NoReference:
     def materials(self) -> Iterator[MaterialInfo]:
         """No materials."""
         return iter(())
+
+    def nettable(self, location: str) -> bool:
+        """Every location counts."""
+        return True
 
     def convert(self, material: str, quantity: Decimal, from_uom: str, to_uom: str) -> Decimal:
         """Only the identity is known."""
@@ -194,6 +202,10 @@ class EngineReference:
     def convert(self, material: str, quantity: Decimal, from_uom: str, to_uom: str) -> Decimal:
         """Convert with the master data's factors and rounding rule."""
         return self.engine.units.convert(material, quantity, from_uom, to_uom)  # type: ignore[no-any-return]
+
+    def nettable(self, location: str) -> bool:
+        """``locations.nettable`` of the master data."""
+        return bool(self.engine.master_data.nettable(location))
 
     def has_mapping(self, system: str) -> bool:
         """True when ``system``'s mapping file maps ``stock_snapshot`` inbound."""

@@ -55,6 +55,7 @@ def test_accept_twice_then_stock(project: Path) -> None:
         "accepted": 0,
         "duplicate": 13,
         "rejected": 0,
+        "alerts": 0,
         "rejected_records": [],
     }
     code, out = run(
@@ -101,3 +102,38 @@ def test_bad_config_is_reported_with_line(project: Path) -> None:
     code, out = run(project, "stock")
     assert code == 1
     assert "conveyor.yaml:3:" in out
+
+
+@pytest.fixture
+def plant(project: Path) -> Path:
+    """The shipped project: config, mappings and master data (safety stock per material)."""
+    shutil.copytree(REPO / "master_data", project / "master_data")
+    shutil.copytree(REPO / "mappings", project / "mappings")
+    return project
+
+
+def test_accepting_stock_movements_raises_stock_alerts_once(plant: Path) -> None:
+    run(plant, "db", "upgrade")
+    sample = str(REPO / "samples" / "messages.jsonl")
+    code, out = run(plant, "accept", sample)
+    assert code == 0, out
+    # plant 1000 ends the sample day with FG-5001 46 < 200 and RM-2001 4,616 < 20,000 (nettable)
+    assert "stock alerts raised: 2" in out
+    code, out = run(plant, "--json", "trace", "alert/below_safety_stock/FG-5001/1000/-/46/200")
+    assert code == 0, out
+    assert json.loads(out)["messages"][0]["type"] == "stock_alert"
+    code, out = run(plant, "--json", "accept", sample)
+    assert json.loads(out)["alerts"] == 0  # nothing moved: nothing re-checked
+
+
+def test_alerts_on_accept_can_be_turned_off(plant: Path) -> None:
+    config = plant / "conveyor.yaml"
+    config.write_text(
+        config.read_text(encoding="utf-8") + "\nalerts:\n  on_accept: false\n", encoding="utf-8"
+    )
+    run(plant, "db", "upgrade")
+    code, out = run(plant, "--json", "accept", str(REPO / "samples" / "messages.jsonl"))
+    assert code == 0, out
+    assert json.loads(out)["alerts"] == 0
+    code, out = run(plant, "--json", "reconcile", "alerts")
+    assert json.loads(out)["accepted"] == 2  # the check still runs when asked

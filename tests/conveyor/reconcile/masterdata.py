@@ -38,6 +38,9 @@ class Costs:
     def materials(self) -> Iterator[Material]:
         return iter(self.known.values())
 
+    def nettable(self, location: str) -> bool:
+        return True
+
     def convert(self, material: str, quantity: Decimal, from_uom: str, to_uom: str) -> Decimal:
         if from_uom == to_uom:
             return quantity

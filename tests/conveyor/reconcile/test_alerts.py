@@ -52,15 +52,39 @@ def _order(
     assert ledger.accept(new_message("production_order", "sap", key, payload)).status == "accepted"
 
 
-def test_positions_under_safety_stock(hub: Ledger, reference: Reference) -> None:
+def test_plants_under_safety_stock(hub: Ledger, reference: Reference) -> None:
     alerts = {(a.material, a.location): a for a in evaluate(hub, reference)}
-    below = alerts[("RM-1001", "1000/WIP-MOLD")]  # 75 KG, safety stock 500
+    below = alerts[("RM-2001", "1000")]  # 10,000 PCS in plant 1000, safety stock 20,000
     assert below == Alert(
-        BELOW_SAFETY_STOCK, "RM-1001", "1000/WIP-MOLD", Decimal(75), Decimal(500), "KG"
+        BELOW_SAFETY_STOCK, "RM-2001", "1000", Decimal(10000), Decimal(20000), "PCS"
     )
-    assert below.shortage == Decimal(425)
-    assert ("RM-1001", "1000/RM") not in alerts  # 1250.5 ≥ 500
-    assert ("RM-1004", "1000/RM") not in alerts  # exactly at safety stock is not under it
+    assert below.shortage == Decimal(10000)
+    assert ("RM-1001", "1000") not in alerts  # 1,250.5 in the store + 75 line side ≥ 500
+    assert ("RM-1004", "1000") not in alerts  # exactly at safety stock is not under it
+    assert not [a for a in alerts if a[1] != "1000"]  # one check per plant, not per bin
+
+
+def test_stock_in_quality_inspection_or_scrap_is_not_available(
+    hub: Ledger, reference: Reference
+) -> None:
+    # RM-1001: 1,325.5 KG in plant 1000; move 900 KG of lot L1/L2 to inspection and scrap
+    for key, to_location, lot, quantity in (
+        ("TR-QI", "1000/QI", "L1", "800"),
+        ("TR-SCRAP", "1000/SCRAP", "L2", "100"),
+    ):
+        payload = {
+            "material": "RM-1001",
+            "lot": lot,
+            "quantity": quantity,
+            "uom": "KG",
+            "from_location": "1000/RM",
+            "to_location": to_location,
+        }
+        accepted = hub.accept(new_message("stock_transfer", "wms", key, payload))
+        assert accepted.status == "accepted"
+    alerts = {(a.material, a.location): a for a in evaluate(hub, reference)}
+    below = alerts[("RM-1001", "1000")]
+    assert (below.quantity, below.required) == (Decimal("425.5"), Decimal(500))  # 350.5 + 75
 
 
 def test_alerts_are_messages_routed_like_any_other_and_raised_once(
@@ -136,7 +160,7 @@ def test_check_moved_looks_only_at_what_moved_since_last_time(
     )
     moved = check_moved(hub, reference)
     assert [(r.status, r.key) for r in moved] == [
-        ("accepted", "alert/below_safety_stock/RM-1003/1000/RM/-/40/50")
+        ("accepted", "alert/below_safety_stock/RM-1003/1000/-/40/50")
     ]
 
 
