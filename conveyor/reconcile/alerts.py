@@ -31,11 +31,11 @@ import logging
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, cast
 
-from sqlalchemy import Table, func, select
+from sqlalchemy import Table, and_, func, or_, select
 
 from conveyor.errors import MappingError
 from conveyor.ledger.models import MessageRow, StockMovementRow, StockPositionRow, utcnow
@@ -54,6 +54,9 @@ CHECKPOINT_STREAM = "stock_alerts"
 BELOW_SAFETY_STOCK = "below_safety_stock"
 COMPONENT_SHORT = "component_short"
 ZERO = Decimal(0)
+RECHECK = timedelta(minutes=5)
+"""How far before the previous check a check looks again (transactions committed late)."""
+MOVING_TYPES = ("material_consumption", "production_output", "stock_transfer", "stock_adjustment")
 
 positions_t = cast(Table, StockPositionRow.__table__)
 movements_t = cast(Table, StockMovementRow.__table__)
@@ -293,34 +296,56 @@ def raise_alerts(
 
 
 def check_moved(ledger: Ledger, reference: Reference) -> list[AcceptResult]:
-    """Alerts for the materials whose stock moved, or that a production order named, since the
-    last call (the cursor is the ledger checkpoint ``hub``/``stock_alerts``)."""
+    """New alerts for the materials whose stock moved, or that a production order named, since
+    the last call (the cursor is the ledger checkpoint ``hub``/``stock_alerts``).
+
+    Row ids are not commit order on PostgreSQL: a transaction that began earlier can commit rows
+    with ids below the cursor after a check. So each check also looks again at what was accepted
+    in the ``RECHECK`` before the previous check; checking a material twice is harmless (the same
+    figures make the same alert key)."""
     cursor = json.loads(ledger.checkpoint(SOURCE, CHECKPOINT_STREAM) or "{}")
     last_movement = int(cursor.get("movement", 0))
     last_message = int(cursor.get("message", 0))
+    started = utcnow()
+    since = (
+        datetime.fromisoformat(cursor["checked_at"]) - RECHECK if "checked_at" in cursor else None
+    )
+    m, mv = messages_t, movements_t
     with ledger.engine.connect() as conn:
-        top_movement = conn.execute(select(func.max(movements_t.c.id))).scalar_one() or 0
-        top_message = conn.execute(select(func.max(messages_t.c.id))).scalar_one() or 0
+        top_movement = conn.execute(select(func.max(mv.c.id))).scalar_one() or 0
+        top_message = conn.execute(select(func.max(m.c.id))).scalar_one() or 0
         moved = set(
             conn.execute(
-                select(movements_t.c.material)
-                .where(movements_t.c.id > last_movement, movements_t.c.id <= top_movement)
+                select(mv.c.material)
+                .where(mv.c.id > last_movement, mv.c.id <= top_movement)
                 .distinct()
             ).scalars()
         )
-        for r in conn.execute(
-            select(messages_t.c.payload).where(
-                messages_t.c.type == "production_order",
-                messages_t.c.id > last_message,
-                messages_t.c.id <= top_message,
+        new_orders = and_(m.c.id > last_message, m.c.id <= top_message)
+        if since is not None:
+            late = select(m.c.id).where(m.c.type.in_(MOVING_TYPES), m.c.accepted_at >= since)
+            moved.update(
+                conn.execute(
+                    select(mv.c.material).where(mv.c.message_pk.in_(late)).distinct()
+                ).scalars()
             )
+            new_orders = or_(new_orders, m.c.accepted_at >= since)
+        for r in conn.execute(
+            select(m.c.payload).where(m.c.type == "production_order", new_orders)
         ):
             moved.update(c["material"] for c in loads(r.payload).get("components") or [])
     results = raise_alerts(ledger, reference, materials=moved) if moved else []
+    results = [r for r in results if r.status == "accepted"]
     ledger.save_checkpoint(
         SOURCE,
         CHECKPOINT_STREAM,
-        json.dumps({"movement": int(top_movement), "message": int(top_message)}),
+        json.dumps(
+            {
+                "movement": int(top_movement),
+                "message": int(top_message),
+                "checked_at": started.isoformat(),
+            }
+        ),
     )
     return results
 

@@ -172,3 +172,28 @@ def test_alert_messages_satisfy_their_schema(plant: Project) -> None:
     checked = validate(message)
     assert checked["payload"]["shortage"] == "2.5"
     assert checked["payload"]["quantity"] == Decimal("1.5")
+
+
+def test_a_movement_committed_below_the_cursor_is_still_checked(
+    hub: Ledger, reference: Reference
+) -> None:
+    assert check_moved(hub, reference)
+    # As if a transaction that took its ids earlier commits after the check saw higher ones:
+    cursor = json.loads(hub.checkpoint("hub", "stock_alerts") or "{}")
+    hub.save_checkpoint(
+        "hub",
+        "stock_alerts",
+        json.dumps({**cursor, "movement": cursor["movement"] + 1000, "message": 10**9}),
+    )
+    payload = {
+        "material": "RM-1003",
+        "location": "1000/RM",
+        "quantity": "-10",
+        "uom": "KG",
+        "reason": "scrap",
+    }
+    assert hub.accept(new_message("stock_adjustment", "mes", "ADJ-LATE", payload)).status == (
+        "accepted"
+    )
+    moved = check_moved(hub, reference)
+    assert [r.key for r in moved] == ["alert/below_safety_stock/RM-1003/1000/-/40/50"]
