@@ -7,7 +7,9 @@ confirms (window 1,000) and a consumer with manual acks (prefetch 200) in two pr
 message size, same queue type (quorum). Target: end-to-end >= 0.35 of the anchor.
 
 The pipeline runs as it does in production: ``conveyor run`` worker processes (each with its outbox
-relay) and the recording target in its own process; this process only accepts messages.
+relay) and the recording target in its own process; this process only accepts messages. The
+transport packs up to 20 deliveries per broker message (its default ``pack``), so ``PREFETCH``
+counts broker messages.
 """
 
 from __future__ import annotations

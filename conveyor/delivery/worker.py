@@ -37,7 +37,6 @@ from typing import TYPE_CHECKING, Any, cast
 
 from sqlalchemy import Engine, Table, and_, case, func, or_, select, true, update
 
-from conveyor import messages as canonical
 from conveyor.config import RetryPolicy
 from conveyor.delivery.batch_sql import BatchStatements, Recorded
 from conveyor.delivery.idempotent import business_key, deliver, idempotency_key
@@ -313,11 +312,12 @@ class DeliveryCore:
     # ------------------------------------------------------------------ one delivery
     def outbound(self, target: str, message: dict[str, Any]) -> dict[str, Any]:
         """The document for ``target``: its outbound mapping of the message when it has one for
-        the type, else the canonical message (quantities as ``Decimal``)."""
+        the type, else the canonical message as the ledger stored it (validated when it was
+        accepted; quantities as exact decimal strings)."""
         if self.mapping is not None and self.mapping.has_direction(target, message["type"], "out"):
             document: dict[str, Any] = self.mapping.map_outbound(target, message)
             return document
-        return canonical.validate(message)
+        return message
 
     def _attempt(self, row: dict[str, Any], message: dict[str, Any] | None) -> _Outcome:
         delivery_id, target, attempts = row["id"], row["target"], row["attempts"]

@@ -72,7 +72,8 @@ class Depth:
 
     target: str
     ready: int = 0
-    """Deliverable now, waiting for a consumer."""
+    """Deliverable now, waiting for a consumer (a broker that packs several jobs into one
+    message counts its messages)."""
     delayed: int = 0
     """Waiting out a retry delay."""
     held: int = 0

@@ -35,6 +35,11 @@ def test_every_job_is_fetched_once_and_ack_settles_it(
     assert transport.fetch(10, timeout=0.5) == []
 
 
+def packs(transport: Transport) -> int:
+    """How many jobs one broker message of ``transport`` may carry (1: a message per job)."""
+    return int(getattr(transport, "pack", 1))
+
+
 def test_acks_in_any_order_settle_every_job(make_transport: Make, enqueue: Enqueue) -> None:
     transport = make_transport("first")
     ids = enqueue(transport, 12)
@@ -43,10 +48,16 @@ def test_acks_in_any_order_settle_every_job(make_transport: Make, enqueue: Enque
     transport.ack(jobs[6:])  # the later half first, as a second worker thread might
     transport.ack(jobs[1:6])
     time.sleep(0.2)
-    transport.close()  # the first job was never settled: only it comes back
+    transport.close()  # the first job was never settled: it comes back
     again = make_transport("second")
-    returned = collect(again, 1, timeout=5.0)
-    assert [j.delivery_id for j in returned] == ids[:1]
+    if packs(transport) >= 12:
+        # the 12 travelled in one broker message, which stays unacked until all 12 are
+        # settled: all come back, the 11 settled ones as second copies (the ledger drops them)
+        returned = collect(again, 12, timeout=5.0)
+        assert sorted(j.delivery_id for j in returned) == ids
+    else:
+        returned = collect(again, 1, timeout=5.0)
+        assert [j.delivery_id for j in returned] == ids[:1]
     assert again.fetch(12, timeout=0.5) == []
     again.ack(returned)
 
@@ -132,10 +143,12 @@ def test_start_is_idempotent_and_depths_count_ready_jobs(
     one = make_transport(consume=False)
     ids = enqueue(one, 3)
     make_transport(consume=False)  # declaring the same topology again changes nothing
+    expected = 1 if packs(one) >= 3 else 3  # a packing broker counts its messages
     deadline = time.monotonic() + 5
     depth = one.depths([TARGET])[TARGET]
-    while depth.ready + depth.held < len(ids) and time.monotonic() < deadline:
+    while depth.ready + depth.held < expected and time.monotonic() < deadline:
         time.sleep(0.1)
         depth = one.depths([TARGET])[TARGET]
-    assert depth.ready + depth.held == 3
+    assert len(ids) == 3
+    assert depth.ready + depth.held == expected
     assert depth.parked == 0
