@@ -84,6 +84,13 @@ RECONNECT = RetryPolicy(max_attempts=1_000_000, base_delay_s=0.5, max_delay_s=15
 DELAY_HEADER = "conveyor-delay"  # not "x-…": the headers exchange ignores x- headers
 
 
+def _properties(first_id: int, **extra: Any) -> pika.BasicProperties:
+    """Persistent JSON; ``message_id`` is the (first) delivery id, which a return names."""
+    return pika.BasicProperties(
+        delivery_mode=2, content_type="application/json", message_id=str(first_id), **extra
+    )
+
+
 def pack_body(envelopes: Sequence[Envelope]) -> bytes:
     """The body of a broker message carrying several deliveries of one routing key:
     ``{"delivery_ids":[…],"target":…,"type":…,"source":…}``."""
@@ -579,12 +586,7 @@ class RabbitMQTransport:
                         self.exchange,
                         routing_key,
                         first.body() if len(chunk) == 1 else pack_body(chunk),
-                        pika.BasicProperties(
-                            delivery_mode=2,
-                            content_type="application/json",
-                            message_id=str(first.delivery_id),
-                            timestamp=now,
-                        ),
+                        _properties(first.delivery_id, timestamp=now),
                         first.delivery_id,
                     )
                 )
@@ -773,12 +775,7 @@ class RabbitMQTransport:
             exchange,
             job.token.routing_key,
             job.token.body,
-            pika.BasicProperties(
-                delivery_mode=2,
-                content_type="application/json",
-                message_id=str(job.delivery_id),
-                headers=headers,
-            ),
+            _properties(job.delivery_id, headers=headers),
             job.delivery_id,
         )
 

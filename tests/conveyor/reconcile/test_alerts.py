@@ -142,12 +142,8 @@ def test_released_orders_short_of_components(hub: Ledger, reference: Reference) 
     ]
 
 
-def test_check_moved_looks_only_at_what_moved_since_last_time(
-    hub: Ledger, reference: Reference
-) -> None:
-    first = check_moved(hub, reference)
-    assert first  # everything moved since no check ever ran
-    assert check_moved(hub, reference) == []  # nothing moved since
+def scrap_10_kg_of_rm_1003(hub: Ledger, key: str) -> None:
+    """RM-1003 in 1000/RM goes from 50 KG (its safety stock) to 40."""
     payload = {
         "material": "RM-1003",
         "location": "1000/RM",
@@ -155,9 +151,16 @@ def test_check_moved_looks_only_at_what_moved_since_last_time(
         "uom": "KG",
         "reason": "scrap",
     }
-    assert hub.accept(new_message("stock_adjustment", "mes", "ADJ-99", payload)).status == (
-        "accepted"
-    )
+    assert hub.accept(new_message("stock_adjustment", "mes", key, payload)).status == "accepted"
+
+
+def test_check_moved_looks_only_at_what_moved_since_last_time(
+    hub: Ledger, reference: Reference
+) -> None:
+    first = check_moved(hub, reference)
+    assert first  # everything moved since no check ever ran
+    assert check_moved(hub, reference) == []  # nothing moved since
+    scrap_10_kg_of_rm_1003(hub, "ADJ-99")
     moved = check_moved(hub, reference)
     assert [(r.status, r.key) for r in moved] == [
         ("accepted", "alert/below_safety_stock/RM-1003/1000/-/40/50")
@@ -185,15 +188,6 @@ def test_a_movement_committed_below_the_cursor_is_still_checked(
         "stock_alerts",
         json.dumps({**cursor, "movement": cursor["movement"] + 1000, "message": 10**9}),
     )
-    payload = {
-        "material": "RM-1003",
-        "location": "1000/RM",
-        "quantity": "-10",
-        "uom": "KG",
-        "reason": "scrap",
-    }
-    assert hub.accept(new_message("stock_adjustment", "mes", "ADJ-LATE", payload)).status == (
-        "accepted"
-    )
+    scrap_10_kg_of_rm_1003(hub, "ADJ-LATE")
     moved = check_moved(hub, reference)
     assert [r.key for r in moved] == ["alert/below_safety_stock/RM-1003/1000/-/40/50"]
