@@ -94,6 +94,7 @@ pass_app = click.make_pass_decorator(AppContext)
 def check_alerts(app: AppContext, accepted: int, mapping_engine: Any = None) -> int:
     """The stock-alert check after an accept (see ``conveyor.reconcile.alerts``): how many new
     ``stock_alert`` messages it accepted. ``mapping_engine`` saves loading the mappings again."""
+    from conveyor.errors import ConfigError
     from conveyor.reconcile.alerts import check_after_accept
 
     reference = None
@@ -101,7 +102,11 @@ def check_alerts(app: AppContext, accepted: int, mapping_engine: Any = None) -> 
         from conveyor.reconcile.reference import EngineReference
 
         reference = EngineReference(mapping_engine)
-    results = check_after_accept(app.project, app.ledger, accepted, reference)
+    try:
+        results = check_after_accept(app.project, app.ledger, accepted, reference)
+    except ConfigError as exc:  # what was accepted stays accepted; the next check catches up
+        click.echo(f"stock alerts not checked: {exc}", err=True)
+        return 0
     return sum(1 for r in results if r.status == "accepted")
 
 

@@ -137,3 +137,15 @@ def test_alerts_on_accept_can_be_turned_off(plant: Path) -> None:
     assert json.loads(out)["alerts"] == 0
     code, out = run(plant, "--json", "reconcile", "alerts")
     assert json.loads(out)["accepted"] == 2  # the check still runs when asked
+
+
+def test_a_broken_mapping_does_not_fail_an_accept_of_canonical_messages(plant: Path) -> None:
+    (plant / "mappings" / "mes.yaml").write_text("inbound: [unclosed\n", encoding="utf-8")
+    run(plant, "db", "upgrade")
+    result = CliRunner().invoke(
+        main, ["--project", str(plant), "accept", str(REPO / "samples" / "messages.jsonl")]
+    )
+    assert result.exit_code == 0, result.output
+    assert "accepted 13" in result.stdout
+    assert "stock alerts not checked: " in result.stderr
+    assert "mes.yaml" in result.stderr
