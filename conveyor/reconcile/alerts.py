@@ -267,9 +267,7 @@ def evaluate(
     """Every current shortage (of ``materials`` only, when given)."""
     wanted = set(materials) if materials is not None else None
     stock = on_hand(ledger, wanted)
-    safety = safety_stock_alerts(
-        {k: v for k, v in stock.items() if wanted is None or k[0] in wanted}, reference
-    )
+    safety = safety_stock_alerts(stock, reference)
     return safety + component_alerts(ledger, stock, reference, wanted)
 
 

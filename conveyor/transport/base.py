@@ -55,6 +55,17 @@ class Envelope:
         return f"{self.target}.{self.message_type}.{self.source}"
 
 
+def pack_body(envelopes: Sequence[Envelope]) -> bytes:
+    """The body of a broker message carrying several deliveries of one routing key:
+    ``{"delivery_ids":[…],"target":…,"type":…,"source":…}``."""
+    first = envelopes[0]
+    ids = b",".join(b"%d" % e.delivery_id for e in envelopes)
+    return b'{"delivery_ids":[%s],%s' % (
+        ids,
+        _body_tail(first.target, first.message_type, first.source),
+    )
+
+
 @dataclass(frozen=True)
 class Job:
     """One delivery handed to a consumer; ``token`` is the transport's own handle."""

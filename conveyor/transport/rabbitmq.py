@@ -68,7 +68,7 @@ from pika.channel import Channel
 from conveyor.config import RetryPolicy
 from conveyor.delivery.retry import backoff_delay, delay_tiers, pick_tier
 from conveyor.errors import ConfigError, TransientError
-from conveyor.transport.base import Depth, Envelope, Job
+from conveyor.transport.base import Depth, Envelope, Job, pack_body
 
 log = logging.getLogger(__name__)
 
@@ -89,18 +89,6 @@ def _properties(first_id: int, **extra: Any) -> pika.BasicProperties:
     return pika.BasicProperties(
         delivery_mode=2, content_type="application/json", message_id=str(first_id), **extra
     )
-
-
-def pack_body(envelopes: Sequence[Envelope]) -> bytes:
-    """The body of a broker message carrying several deliveries of one routing key:
-    ``{"delivery_ids":[…],"target":…,"type":…,"source":…}``."""
-    first = envelopes[0]
-    ids = ",".join(str(e.delivery_id) for e in envelopes)
-    tail = json.dumps(
-        {"target": first.target, "type": first.message_type, "source": first.source},
-        separators=(",", ":"),
-    )
-    return f'{{"delivery_ids":[{ids}],{tail[1:]}'.encode()
 
 
 def parse_url(url: str) -> tuple[pika.URLParameters, dict[str, str]]:
@@ -637,8 +625,7 @@ class RabbitMQTransport:
             target = str(data["target"])
             if "delivery_ids" in data:
                 ids = [int(i) for i in data["delivery_ids"]]
-                single = partial(Envelope, target=target, message_type=data["type"])
-                bodies = [single(i, source=data["source"]).body() for i in ids]
+                bodies = [Envelope(i, target, data["type"], data["source"]).body() for i in ids]
             else:
                 ids, bodies = [int(data["delivery_id"])], [body]
             if not ids:
