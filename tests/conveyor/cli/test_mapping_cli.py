@@ -22,6 +22,7 @@ def plant(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     root.mkdir()
     shutil.copytree(REPO / "mappings", root / "mappings")
     shutil.copytree(REPO / "master_data", root / "master_data")
+    shutil.copy(REPO / "conveyor.yaml", root / "conveyor.yaml")
     monkeypatch.delenv("CONVEYOR_DB_URL", raising=False)
     monkeypatch.delenv("CONVEYOR_PROJECT", raising=False)
     return root
