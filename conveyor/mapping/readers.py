@@ -87,6 +87,8 @@ def detect_encoding(sample: bytes, where: str | None = None) -> str:
         # A sample cut inside a multi-byte character is still UTF-8.
         if exc.start >= len(sample) - 3 and exc.reason == "unexpected end of data":
             return "utf-8"
+    if _mostly_utf8(sample):
+        return "utf-8"
     from charset_normalizer import from_bytes
 
     best = from_bytes(sample).best()
@@ -112,6 +114,19 @@ def detect_encoding(sample: bytes, where: str | None = None) -> str:
         "save it as UTF-8, or declare the encoding in the system's mapping "
         "(csv: {encoding: ...})"
     )
+
+
+_REPLACED = re.compile("\ufffd+")
+UTF8_SHARE = 10
+"""A sample with at least this many valid multi-byte UTF-8 characters per undecodable stretch
+is UTF-8 with a few broken rows (parked one by one), not another encoding."""
+
+
+def _mostly_utf8(sample: bytes) -> bool:
+    text = sample.decode("utf-8", "replace")
+    bad = len(_REPLACED.findall(text))
+    good = sum(1 for ch in text if ch > "\x7f" and ch != "\ufffd")
+    return good >= UTF8_SHARE * bad > 0
 
 
 MIN_COHERENCE = 0.1
@@ -233,8 +248,10 @@ def read_csv(
                 continue
         header: list[str] | None = None
         previous = reader.line_num
+        # the decoder reads ahead in chunks: once it has marked bytes anywhere in this file,
+        # every row from then on is looked at (files that decode cleanly never pay for it)
+        marks = _marks_seen()
         while True:
-            marks = _marks_seen()
             try:
                 cells = next(reader)
             except StopIteration:
@@ -245,7 +262,7 @@ def read_csv(
                 continue
             start = previous + 1
             previous = reader.line_num
-            if marks != _marks_seen():
+            if marks != _marks_seen() and _MARK.search("".join(cells)):
                 problem = bad_bytes("\n".join(cells), encoding)
                 if problem is not None:
                     text = clip(delimiter.join(cells), limits.max_stored_record_chars)
