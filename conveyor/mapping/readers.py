@@ -184,8 +184,11 @@ def bad_bytes(text: str, encoding: str) -> str | None:
     if found is None:
         return None
     shown = " ".join(f"0x{ord(c) - 0xDC00:02x}" for c in found.group()[:8])
-    column = text.count("\n", 0, found.start())
-    where = f"column {found.start() + 1}" if column == 0 else f"its line {column + 1}"
+    lines_before = text.count("\n", 0, found.start())
+    column = found.start() - (text.rfind("\n", 0, found.start()) + 1) + 1
+    where = f"column {column}" + (
+        f" of the record's line {lines_before + 1}" if lines_before else ""
+    )
     return (
         f"bytes {shown} at {where} are not {encoding}; the file changes encoding part-way or "
         "is not text: fix or re-save it, then replay"
@@ -263,7 +266,7 @@ def read_csv(
             start = previous + 1
             previous = reader.line_num
             if marks != _marks_seen() and _MARK.search("".join(cells)):
-                problem = bad_bytes("\n".join(cells), encoding)
+                problem = bad_bytes(delimiter.join(cells), encoding)
                 if problem is not None:
                     text = clip(delimiter.join(cells), limits.max_stored_record_chars)
                     error = UnreadableRecordError(problem, rule="encoding", text=text)

@@ -48,9 +48,7 @@ def _cases() -> list[Case]:
         cells = [c.strip().strip("`") for c in line.strip().strip("|").split("|")]
         if len(cells) < 5 or not re.fullmatch(r"-?\d+", cells[2]):
             continue  # header, separator or prose
-        cases.append(
-            Case(cells[0], cells[1].split(), int(cells[2]), int(cells[3]), int(cells[4]))
-        )
+        cases.append(Case(cells[0], cells[1].split(), int(cells[2]), int(cells[3]), int(cells[4])))
     return cases
 
 
