@@ -207,11 +207,13 @@ def test_lone_surrogate_escapes_are_refused_and_pairs_read(tmp_path: Path) -> No
 
 def test_undecodable_bytes_refuse_their_line_with_bytes_and_column(tmp_path: Path) -> None:
     records = _records(tmp_path, "x.jsonl", b'{"a": 1}\n{"b": "\xd6\xd0"}\n{"c": 3}\n')
-    assert records[0][1] == {"a": 1} and records[2][1] == {"c": 3}
+    assert records[0][1] == {"a": 1}
+    assert records[2][1] == {"c": 3}
     error = records[1][1]
     assert isinstance(error, UnreadableRecordError)
     assert "bytes 0xd6 0xd0 at column 8 are not utf-8" in str(error)
-    assert error.text is not None and "\\udcd6" not in str(error)
+    assert error.text is not None
+    assert "\\udcd6" not in str(error)
 
 
 def test_utf16_with_bom_is_read(tmp_path: Path) -> None:
@@ -244,4 +246,5 @@ def test_a_line_over_the_length_limit_is_refused_unread_and_kept_clipped() -> No
     error = messages.parse_json('{"a": "' + "x" * 5000 + '"}', limits)
     assert isinstance(error, UnreadableRecordError)
     assert "5,009 characters is over the 1,000-character limit" in str(error)
-    assert error.text is not None and len(error.text) < 250
+    assert error.text is not None
+    assert len(error.text) < 250

@@ -65,7 +65,7 @@ def test_a_non_utf8_file_is_a_clean_error(tmp_path: Path) -> None:
 
 def test_conveyor_yaml_bombs_are_refused_and_limits_are_configurable(tmp_path: Path) -> None:
     (tmp_path / "conveyor.yaml").write_text(_bomb(), encoding="utf-8")
-    with pytest.raises(ConfigError, match="conveyor.yaml:1: refused"):
+    with pytest.raises(ConfigError, match=r"conveyor\.yaml:1: refused"):
         Project.load(tmp_path)
     (tmp_path / "conveyor.yaml").write_text(
         "limits:\n  max_yaml_aliases: 2\n  max_json_depth: 10\n", encoding="utf-8"

@@ -270,7 +270,8 @@ def test_envelope_fields_of_the_wrong_type_are_rejected_beside_a_valid_one(
     rows = ledger.parked_records()
     assert [r.line for r in rows] == [1, 2, 3, 4, 5, 6]
     assert {r.message_type for r in rows} == {None, "stock_adjustment"}
-    assert rows[3].system is None and rows[5].system is not None
+    assert rows[3].system is None
+    assert rows[5].system is not None
     assert len(rows[5].system) <= 64
 
 
