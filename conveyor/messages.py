@@ -333,8 +333,11 @@ def _refused(message: str, text: str, limits: Limits, rule: str) -> UnreadableRe
     return UnreadableRecordError(message, rule=rule, text=kept)
 
 
-def _precheck(text: str, limits: Limits, encoding: str) -> UnreadableRecordError | None:
-    """Refusals that must come before parsing: length, undecodable bytes, nesting."""
+def _precheck(
+    text: str, limits: Limits, encoding: str, marked: bool = True
+) -> UnreadableRecordError | None:
+    """Refusals that must come before parsing: length, undecodable bytes (only a text decoded
+    with marks can hold them), nesting."""
     if len(text) > limits.max_record_chars:
         return _refused(
             f"record of {len(text):,} characters is over the {limits.max_record_chars:,}-character"
@@ -343,7 +346,7 @@ def _precheck(text: str, limits: Limits, encoding: str) -> UnreadableRecordError
             limits,
             "max_record_chars",
         )
-    if _RAW_SURROGATE.search(text):
+    if marked and _RAW_SURROGATE.search(text):
         from conveyor.mapping.readers import bad_bytes
 
         problem = bad_bytes(text, encoding) or "holds characters that are not valid Unicode"
@@ -364,7 +367,7 @@ def _precheck(text: str, limits: Limits, encoding: str) -> UnreadableRecordError
 
 def _checked(value: Any, text: str, limits: Limits) -> Any:
     """``value`` parsed from ``text``, or the refusal of a lone ``\\uD8xx`` escape in it."""
-    if _SURROGATE_ESCAPE.search(text):
+    if "\\u" in text and _SURROGATE_ESCAPE.search(text):
         found = _lone_surrogate(value)
         if found is not None:
             where, string = found
@@ -378,11 +381,14 @@ def _checked(value: Any, text: str, limits: Limits) -> Any:
     return value
 
 
-def parse_json(text: str, limits: Limits | None = None, *, encoding: str = "utf-8") -> Any:
+def parse_json(
+    text: str, limits: Limits | None = None, *, encoding: str = "utf-8", marked: bool = True
+) -> Any:
     """One JSON record from outside, numbers as ``Decimal``; an ``UnreadableRecordError`` is
-    *returned* (not raised) when it is refused, so a caller parks it and reads on."""
+    *returned* (not raised) when it is refused, so a caller parks it and reads on. ``marked``:
+    the text may hold bytes its decoder could not read (see ``readers.BAD_BYTES``)."""
     limits = limits or current()
-    refused = _precheck(text, limits, encoding)
+    refused = _precheck(text, limits, encoding, marked)
     if refused is not None:
         return refused
     try:
@@ -403,38 +409,48 @@ def read_records(path: Path, limits: Limits | None = None) -> Iterator[tuple[int
     from conveyor.mapping.readers import decode_bytes
 
     limits = limits or current()
-    text, encoding = decode_bytes(path.read_bytes())
+    text, encoding, marked = decode_bytes(path.read_bytes())
+    lines_only = path.suffix.lower() in (".jsonl", ".ndjson")
     yield from records_of_text(
-        text, limits, encoding=encoding, lines_only=path.suffix.lower() in (".jsonl", ".ndjson")
+        text, limits, encoding=encoding, marked=marked, lines_only=lines_only
     )
 
 
 def records_of_text(
-    text: str, limits: Limits | None = None, *, encoding: str = "utf-8", lines_only: bool = False
+    text: str,
+    limits: Limits | None = None,
+    *,
+    encoding: str = "utf-8",
+    marked: bool = True,
+    lines_only: bool = False,
 ) -> Iterator[tuple[int, Any | Exception]]:
-    """The records of a JSON text (see ``read_records``), for callers that hold the text."""
+    """The records of a JSON text (see ``read_records``), for callers that hold the text
+    (``marked``: see ``parse_json``)."""
     limits = limits or current()
     text = text.removeprefix("\ufeff")
     start = _WHITESPACE.match(text).end()  # type: ignore[union-attr]
     first_line = text.count("\n", 0, start) + 1
     if not lines_only and text.startswith("[", start):
-        yield from _array_records(text, start, first_line, limits, encoding)
+        yield from _array_records(text, start, first_line, limits, encoding, marked)
         return
     if not lines_only and text.startswith("{", start):
         end = text.find("\n", start)
         head = text[start:] if end < 0 else text[start:end]
         if head.count("{") > head.count("}"):  # "{" alone on its line: one pretty-printed object
-            whole = parse_json(text[start:], limits, encoding=encoding)
+            whole = parse_json(text[start:], limits, encoding=encoding, marked=marked)
             if not isinstance(whole, Exception):
                 yield first_line, whole
                 return
     for number, line in enumerate(text.split("\n"), start=1):
         if line.strip():
-            yield number, parse_json(line.removesuffix("\r"), limits, encoding=encoding)
+            yield (
+                number,
+                parse_json(line.removesuffix("\r"), limits, encoding=encoding, marked=marked),
+            )
 
 
 def _array_records(
-    text: str, start: int, line: int, limits: Limits, encoding: str
+    text: str, start: int, line: int, limits: Limits, encoding: str, marked: bool
 ) -> Iterator[tuple[int, Any | Exception]]:
     """Elements of a JSON array, each parsed (and refused) on its own, with its first line."""
     position = start + 1
@@ -459,7 +475,7 @@ def _array_records(
             )
             return
         element = text[position:end]
-        refused = _precheck(element, limits, encoding)
+        refused = _precheck(element, limits, encoding, marked)
         yield line, refused if refused is not None else _checked(value, element, limits)
         position = _WHITESPACE.match(text, end).end()  # type: ignore[union-attr]
         if text.startswith(",", position):

@@ -195,9 +195,10 @@ def bad_bytes(text: str, encoding: str) -> str | None:
     )
 
 
-def decode_bytes(data: bytes) -> tuple[str, str]:
-    """Text of JSON ``data`` and the encoding used: a BOM (UTF-8, UTF-16, UTF-32) decides, else
-    UTF-8 as RFC 8259 requires. Bytes that do not decode are marked (``BAD_BYTES``), never fatal."""
+def decode_bytes(data: bytes) -> tuple[str, str, bool]:
+    """Text of JSON ``data``, the encoding used, and whether bytes had to be marked: a BOM
+    (UTF-8, UTF-16, UTF-32) decides, else UTF-8 as RFC 8259 requires. Bytes that do not decode
+    are marked (``BAD_BYTES``), never fatal."""
     encoding = "utf-8"
     if data.startswith(codecs.BOM_UTF8):
         data, encoding = data[3:], "utf-8"
@@ -206,9 +207,9 @@ def decode_bytes(data: bytes) -> tuple[str, str]:
     elif data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
         encoding = "utf-16"
     try:
-        return data.decode(encoding), encoding
+        return data.decode(encoding), encoding, False
     except UnicodeDecodeError:
-        return data.decode(encoding, BAD_BYTES), encoding
+        return data.decode(encoding, BAD_BYTES), encoding, True
 
 
 def _dialect(sample: str, options: CsvOptions) -> tuple[str, str]:
