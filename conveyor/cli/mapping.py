@@ -151,6 +151,8 @@ def map_command(
     for raw in read_raw(file, options):
         where = {"file": raw.file, "line": raw.line}
         try:
+            if isinstance(raw.data, RecordError):  # unreadable: bytes, limits, JSON syntax
+                raise raw.data
             if isinstance(raw.data, Exception):
                 raise ValueError(f"not JSON: {raw.data}")
             if direction == "out":
