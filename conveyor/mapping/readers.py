@@ -101,7 +101,7 @@ def detect_encoding(sample: bytes, where: str | None = None) -> str:
             return "gb18030"
         except UnicodeDecodeError:
             pass
-    if best is not None and name not in _CJK and _confident(best.coherence, best.chaos):
+    if best is not None and _confident(best.coherence, best.chaos):
         return str(best.encoding)
     guess = (
         f"charset-normalizer's best guess {best.encoding} has low confidence "
