@@ -297,6 +297,7 @@ _DECODER = json.JSONDecoder(parse_float=Decimal)
 _WHITESPACE = re.compile(r"[ \t\n\r]*")
 _STRING = re.compile(r'"(?:[^"\\]|\\.)*"', re.S)
 _BRACKET = re.compile(r"[\[\]{}]")
+_TOKEN = re.compile(r'"(?:[^"\\]|\\.)*"|[\[\]{}]', re.S)
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 _RAW_SURROGATE = re.compile("[\ud800-\udfff]")
 
@@ -308,6 +309,19 @@ def _depth(text: str) -> int:
         depth += 1 if bracket in "[{" else -1
         deepest = max(deepest, depth)
     return deepest
+
+
+def _value_end(text: str, start: int) -> int:
+    """Where the bracketed JSON value at ``start`` ends (strings skipped), or -1."""
+    depth = 0
+    for token in _TOKEN.finditer(text, start):
+        mark = token.group()
+        if mark[0] == '"':
+            continue
+        depth += 1 if mark in "[{" else -1
+        if depth == 0:
+            return token.end()
+    return -1
 
 
 def _lone_surrogate(value: Any, path: str = "$") -> tuple[str, str] | None:
@@ -463,7 +477,17 @@ def _array_records(
             return
         try:
             value, end = _DECODER.raw_decode(text, position)
-        except (ValueError, RecursionError) as exc:
+        except RecursionError:
+            # nested too deep for the parser: skip the element by its brackets, read on
+            end = _value_end(text, position)
+            if end < 0:
+                yield (
+                    line,
+                    _refused("not JSON: unbalanced brackets", text[position:], limits, "json"),
+                )
+                return
+            value = None
+        except ValueError as exc:
             yield (
                 line,
                 _refused(

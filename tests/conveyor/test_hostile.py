@@ -81,6 +81,12 @@ def _nested(path: Path) -> None:
     path.write_text(f"{_message('H-NEST/1')}\n{deep}\n{_message('H-NEST/3', '2')}\n")
 
 
+def _deep_array(path: Path) -> None:
+    deep = "[" * 10_000 + "]" * 10_000
+    first, last = _message("H-DEEPA/1"), _message("H-DEEPA/3", "2")
+    path.write_text(f"[\n{first},\n{deep},\n{last}\n]\n")
+
+
 def _huge_line(path: Path) -> None:
     huge = _message("H-HUGE/2", note="x" * (8 << 20))
     path.write_text(f"{_message('H-HUGE/1')}\n{huge}\n{_message('H-HUGE/3', '2')}\n")
@@ -125,6 +131,7 @@ def _wms_nested(path: Path) -> None:
 
 GENERATED: dict[str, Callable[[Path], None]] = {
     "accept_nested.jsonl": _nested,
+    "accept_deep_array.json": _deep_array,
     "accept_huge_line.jsonl": _huge_line,
     "ingest_mes_mixed_encoding.csv": _mixed_encoding,
     "ingest_mes_big_cell.csv": _big_cell,

@@ -248,3 +248,12 @@ def test_a_line_over_the_length_limit_is_refused_unread_and_kept_clipped() -> No
     assert "5,009 characters is over the 1,000-character limit" in str(error)
     assert error.text is not None
     assert len(error.text) < 250
+
+
+def test_a_too_deep_array_element_is_refused_and_the_array_reads_on(tmp_path: Path) -> None:
+    deep = "[" * 10_000 + '"]"' + "]" * 10_000
+    records = _records(tmp_path, "x.json", f'[\n  {{"a": 1}},\n  {deep},\n  {{"c": 3}}\n]\n')
+    assert records[0] == (2, {"a": 1})
+    assert records[1][0] == 3
+    assert "nested 10,000 levels deep" in str(records[1][1])
+    assert records[2] == (4, {"c": 3})
