@@ -8,6 +8,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+from conveyor import limits as _limits
 from conveyor.errors import ConfigError
 from conveyor.ledger.db import default_url
 from conveyor.paths import project_dir
@@ -52,9 +53,17 @@ class Project:
         directory = project_dir(root)
         path = directory / CONFIG_FILE
         if not path.exists():
-            return cls(root=directory)
-        loaded = load_validated(path, "conveyor.schema.json")
-        return cls(root=directory, raw=loaded.data or {})
+            project = cls(root=directory)
+        else:
+            loaded = load_validated(path, "conveyor.schema.json")
+            project = cls(root=directory, raw=loaded.data or {})
+        _limits.use(project.limits)
+        return project
+
+    @cached_property
+    def limits(self) -> _limits.Limits:
+        """How much of an input is read, kept or printed (``limits:``; see ``conveyor.limits``)."""
+        return _limits.Limits.from_config(self.raw.get("limits"))
 
     @property
     def db_url(self) -> str:

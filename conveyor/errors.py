@@ -7,7 +7,9 @@
           ├── ConfigError        a config, mapping or master-data file is wrong
           ├── RecordError        one input record is invalid (field, value, rule)
           │    ├── ValidationError   fails a canonical schema
-          │    └── MappingError      cannot be mapped (no crosswalk row, unparseable value)
+          │    ├── MappingError      cannot be mapped (no crosswalk row, unparseable value)
+          │    └── UnreadableRecordError  cannot even be read (bytes, JSON syntax, over a limit)
+          ├── UnreadableFileError  a whole input file cannot be read (its encoding is unknown)
           ├── RejectedError      the target system refused the document (business error)
           └── NeedsCheckError    outcome unknown and the target cannot be asked: a person decides
 
@@ -72,9 +74,9 @@ class Problem:
         """JSON-friendly form (values rendered as text so Decimals and dates survive)."""
         d: dict[str, Any] = {
             "field": self.field,
-            "value": None if self.value is None else str(self.value),
+            "value": None if self.value is None else _echo(str(self.value)),
             "rule": self.rule,
-            "message": self.message,
+            "message": _echo(self.message, 2),
         }
         if self.file is not None:
             d["file"] = self.file
@@ -85,7 +87,18 @@ class Problem:
 
     def __str__(self) -> str:
         where = f"{self.file}:{self.line}: " if self.file else ""
-        return f"{where}{self.field}: {self.message} (value={self.value!r}, rule={self.rule})"
+        value = _echo(repr(self.value))
+        return f"{where}{self.field}: {_echo(self.message, 2)} (value={value}, rule={self.rule})"
+
+
+def _echo(text: str, times: int = 1) -> str:
+    """An outside value as it may be printed or kept: clipped to ``limits.max_echo_chars`` (a
+    message that quotes the value: to ``times`` that), so a 50 MB cell is never echoed or stored
+    whole."""
+    from conveyor.limits import current
+    from conveyor.redact import clip
+
+    return clip(text, current().max_echo_chars * times)
 
 
 class RecordError(TerminalError):
@@ -107,6 +120,26 @@ class ValidationError(RecordError):
 
 class MappingError(RecordError):
     """A record cannot be mapped: missing crosswalk row, unparseable value, failed condition."""
+
+
+class UnreadableRecordError(RecordError, ValueError):
+    """One record of a file cannot be read at all: bytes that are not text in the file's
+    encoding, broken JSON, nesting or length over a limit. It stands in the record's place, so the
+    record is parked with its line instead of ending the file (a ``ValueError`` as well, for
+    readers that hand parse errors through). ``text`` is the record's source text, clipped."""
+
+    def __init__(self, message: str, *, rule: str = "parse", text: str | None = None) -> None:
+        self.text = text
+        super().__init__([Problem("$", None, rule, message)])
+        self.args = (message,)
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+class UnreadableFileError(TerminalError):
+    """A whole input file cannot be read (no encoding fits it with confidence): nothing of it is
+    taken, and the message names the file and the encodings tried."""
 
 
 class RejectedError(TerminalError):

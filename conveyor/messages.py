@@ -9,6 +9,7 @@ schema cannot express (real calendar dates, decimal scale) follow. Quantities co
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
@@ -17,9 +18,11 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from conveyor.errors import Problem, ValidationError
+from conveyor.errors import Problem, UnreadableRecordError, ValidationError
+from conveyor.limits import Limits, current
 from conveyor.paths import schemas_dir
 from conveyor.quantity import QuantityError, format_quantity, parse_quantity
+from conveyor.redact import clip
 
 SCHEMA_VERSION = "1.0"
 SCHEMA_BASE_URI = "https://conveyor.example/schemas/"
@@ -273,7 +276,8 @@ def dumps(message: Any, *, indent: int | None = None) -> str:
 
 
 def loads(text: str | bytes) -> Any:
-    """Parse JSON with numbers as ``Decimal`` (never float)."""
+    """Parse JSON with numbers as ``Decimal`` (never float). For text Conveyor wrote itself (the
+    ledger's payloads); text from outside goes through ``parse_json``."""
     return json.loads(text, parse_float=Decimal)
 
 
@@ -282,33 +286,233 @@ def occurred_at(message: Message) -> datetime:
     return _parse_timestamp(message["occurred_at"])
 
 
-def read_records(path: Path) -> Iterator[tuple[int, Any | Exception]]:
-    """Records of a JSON (object or array) or JSON-lines file as ``(line, record or parse error)``.
+# ------------------------------------------------------------------ JSON from outside
+# Every JSON text from outside (files, and later the HTTP API and file drops) is read here, so the
+# same limits hold everywhere: Python's parser recurses once per nesting level and a deep enough
+# text ends the process's stack (RecursionError) instead of failing one record; ``\ud800`` escapes
+# parse into lone surrogates that no database or terminal accepts; a 50 MB line costs its size
+# several times over. Each is refused for its record alone, with the reason.
 
-    A bad JSON line yields its ``ValueError`` in place of the record, so callers can park it.
-    """
-    with path.open("rb") as fh:
-        head = fh.read(1)
-        while head in (b" ", b"\n", b"\r", b"\t", b"\xef"):
-            if head == b"\xef":  # UTF-8 BOM
-                fh.read(2)
-            head = fh.read(1)
-        fh.seek(0)
-        text = fh.read().decode("utf-8-sig")
-    stripped = text.lstrip()
-    if stripped.startswith("["):
-        try:
-            records = loads(text)
-        except ValueError as exc:
-            yield (getattr(exc, "lineno", 1), exc)
-            return
-        for index, record in enumerate(records):
-            yield (index + 1, record)
-        return
-    for lineno, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
+_DECODER = json.JSONDecoder(parse_float=Decimal)
+_WHITESPACE = re.compile(r"[ \t\n\r]*")
+_STRING = re.compile(r'"(?:[^"\\]|\\.)*"', re.S)
+_BRACKET = re.compile(r"[\[\]{}]")
+_TOKEN = re.compile(r'"(?:[^"\\]|\\.)*"|[\[\]{}]', re.S)
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+_RAW_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _depth(text: str) -> int:
+    """How deep ``text`` nests (strings skipped), without parsing it."""
+    depth = deepest = 0
+    for bracket in _BRACKET.findall(_STRING.sub("", text)):
+        depth += 1 if bracket in "[{" else -1
+        deepest = max(deepest, depth)
+    return deepest
+
+
+def _value_end(text: str, start: int) -> int:
+    """Where the bracketed JSON value at ``start`` ends (strings skipped), or -1."""
+    depth = 0
+    for token in _TOKEN.finditer(text, start):
+        mark = token.group()
+        if mark[0] == '"':
             continue
+        depth += 1 if mark in "[{" else -1
+        if depth == 0:
+            return token.end()
+    return -1
+
+
+def _lone_surrogate(value: Any, path: str = "$") -> tuple[str, str] | None:
+    """The JSON path and text of the first string in ``value`` holding a lone surrogate."""
+    stack: list[tuple[Any, str]] = [(value, path)]
+    while stack:
+        item, where = stack.pop()
+        if isinstance(item, str):
+            if _RAW_SURROGATE.search(item):
+                return where, item
+        elif isinstance(item, dict):
+            for key, child in item.items():
+                if _RAW_SURROGATE.search(key):
+                    return where, key
+                stack.append((child, f"{where}.{key}"))
+        elif isinstance(item, list):
+            stack.extend((child, f"{where}[{index}]") for index, child in enumerate(item))
+    return None
+
+
+def _refused(message: str, text: str, limits: Limits, rule: str) -> UnreadableRecordError:
+    kept = clip(text, limits.max_stored_record_chars)
+    return UnreadableRecordError(message, rule=rule, text=kept)
+
+
+def _precheck(
+    text: str, limits: Limits, encoding: str, marked: bool = True
+) -> UnreadableRecordError | None:
+    """Refusals that must come before parsing: length, undecodable bytes (only a text decoded
+    with marks can hold them), nesting."""
+    if len(text) > limits.max_record_chars:
+        return _refused(
+            f"record of {len(text):,} characters is over the {limits.max_record_chars:,}-character"
+            " limit (limits.max_record_chars in conveyor.yaml)",
+            text,
+            limits,
+            "max_record_chars",
+        )
+    if marked and _RAW_SURROGATE.search(text):
+        from conveyor.mapping.readers import bad_bytes
+
+        problem = bad_bytes(text, encoding) or "holds characters that are not valid Unicode"
+        return _refused(problem, text, limits, "encoding")
+    # counting is C speed; only a text with enough brackets to be too deep is measured
+    if text.count("[") + text.count("{") > limits.max_json_depth:
+        depth = _depth(text)
+        if depth > limits.max_json_depth:
+            return _refused(
+                f"nested {depth:,} levels deep, over the limit of {limits.max_json_depth} "
+                "(limits.max_json_depth in conveyor.yaml)",
+                text,
+                limits,
+                "max_json_depth",
+            )
+    return None
+
+
+def _checked(value: Any, text: str, limits: Limits) -> Any:
+    """``value`` parsed from ``text``, or the refusal of a lone ``\\uD8xx`` escape in it."""
+    if "\\u" in text and _SURROGATE_ESCAPE.search(text):
+        found = _lone_surrogate(value)
+        if found is not None:
+            where, string = found
+            return _refused(
+                f"{where}: {clip(string, 80)} holds an unpaired surrogate escape (\\ud800-\\udfff"
+                " without its pair): not valid Unicode",
+                text,
+                limits,
+                "unicode",
+            )
+    return value
+
+
+def parse_json(
+    text: str, limits: Limits | None = None, *, encoding: str = "utf-8", marked: bool = True
+) -> Any:
+    """One JSON record from outside, numbers as ``Decimal``; an ``UnreadableRecordError`` is
+    *returned* (not raised) when it is refused, so a caller parks it and reads on. ``marked``:
+    the text may hold bytes its decoder could not read (see ``readers.BAD_BYTES``)."""
+    limits = limits or current()
+    refused = _precheck(text, limits, encoding, marked)
+    if refused is not None:
+        return refused
+    try:
+        value = _DECODER.decode(text)
+    except (ValueError, RecursionError) as exc:
+        return _refused(f"not JSON: {exc}", text, limits, "json")
+    return _checked(value, text, limits)
+
+
+def read_records(path: Path, limits: Limits | None = None) -> Iterator[tuple[int, Any | Exception]]:
+    """Records of a JSON or JSON-lines file as ``(line, record or UnreadableRecordError)``.
+
+    A ``.json`` file may hold one (pretty-printed) object, an array (each element with the line
+    it starts on), or JSON lines; ``.jsonl`` / ``.ndjson`` files are JSON lines. Bytes that are
+    not UTF-8 (or UTF-16/32 with a BOM), nesting deeper than ``limits.max_json_depth``, lines over
+    ``limits.max_record_chars`` and unpaired surrogate escapes refuse their record alone.
+    """
+    from conveyor.mapping.readers import decode_bytes
+
+    limits = limits or current()
+    text, encoding, marked = decode_bytes(path.read_bytes())
+    lines_only = path.suffix.lower() in (".jsonl", ".ndjson")
+    yield from records_of_text(
+        text, limits, encoding=encoding, marked=marked, lines_only=lines_only
+    )
+
+
+def records_of_text(
+    text: str,
+    limits: Limits | None = None,
+    *,
+    encoding: str = "utf-8",
+    marked: bool = True,
+    lines_only: bool = False,
+) -> Iterator[tuple[int, Any | Exception]]:
+    """The records of a JSON text (see ``read_records``), for callers that hold the text
+    (``marked``: see ``parse_json``)."""
+    limits = limits or current()
+    text = text.removeprefix("\ufeff")
+    start = _WHITESPACE.match(text).end()  # type: ignore[union-attr]
+    first_line = text.count("\n", 0, start) + 1
+    if not lines_only and text.startswith("[", start):
+        yield from _array_records(text, start, first_line, limits, encoding, marked)
+        return
+    if not lines_only and text.startswith("{", start):
+        end = text.find("\n", start)
+        head = text[start:] if end < 0 else text[start:end]
+        if head.count("{") > head.count("}"):  # "{" alone on its line: one pretty-printed object
+            whole = parse_json(text[start:], limits, encoding=encoding, marked=marked)
+            if not isinstance(whole, Exception):
+                yield first_line, whole
+                return
+    for number, line in enumerate(text.split("\n"), start=1):
+        if line.strip():
+            yield (
+                number,
+                parse_json(line.removesuffix("\r"), limits, encoding=encoding, marked=marked),
+            )
+
+
+def _array_records(
+    text: str, start: int, line: int, limits: Limits, encoding: str, marked: bool
+) -> Iterator[tuple[int, Any | Exception]]:
+    """Elements of a JSON array, each parsed (and refused) on its own, with its first line."""
+    position = start + 1
+    counted = start
+    while True:
+        position = _WHITESPACE.match(text, position).end()  # type: ignore[union-attr]
+        line += text.count("\n", counted, position)
+        counted = position
+        if text.startswith("]", position):
+            return
         try:
-            yield (lineno, loads(line))
+            value, end = _DECODER.raw_decode(text, position)
+        except RecursionError:
+            # nested too deep for the parser: skip the element by its brackets, read on
+            end = _value_end(text, position)
+            if end < 0:
+                yield (
+                    line,
+                    _refused("not JSON: unbalanced brackets", text[position:], limits, "json"),
+                )
+                return
+            value = None
         except ValueError as exc:
-            yield (lineno, exc)
+            yield (
+                line,
+                _refused(
+                    f"not JSON: {exc}; the rest of the array could not be read",
+                    text[position:],
+                    limits,
+                    "json",
+                ),
+            )
+            return
+        element = text[position:end]
+        refused = _precheck(element, limits, encoding, marked)
+        yield line, refused if refused is not None else _checked(value, element, limits)
+        position = _WHITESPACE.match(text, end).end()  # type: ignore[union-attr]
+        if text.startswith(",", position):
+            position += 1
+        elif not text.startswith("]", position):
+            yield (
+                text.count("\n", 0, position) + 1,
+                _refused(
+                    "not JSON: expected ',' or ']' after an array element; the rest of the array "
+                    "could not be read",
+                    text[position:],
+                    limits,
+                    "json",
+                ),
+            )
+            return

@@ -80,10 +80,19 @@ def redact(text: str) -> str:
 
 
 def clip(text: str, limit: int = 500) -> str:
-    """``text`` cut to ``limit`` characters, saying how much was cut."""
-    if len(text) <= limit:
-        return text
-    return f"{text[:limit]}… ({len(text) - limit} more characters)"
+    """``text`` cut to ``limit`` characters, saying how much was cut; a lone surrogate (from an
+    unpaired ``\\ud800`` escape or an undecodable byte) and NUL are written as escapes, so the
+    text can always be printed and stored."""
+    if len(text) > limit:
+        text = f"{text[:limit]}… ({len(text) - limit} more characters)"
+    if _SURROGATE.search(text):
+        text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    if "\x00" in text:  # PostgreSQL text cannot hold NUL, and a terminal shows nothing for it
+        text = text.replace("\x00", "\\x00")
+    return text
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def safe_text(text: object, limit: int = 2000) -> str:

@@ -108,3 +108,14 @@ ROUTES = [
 def ledger(engine: Engine) -> Ledger:
     """A ledger on ``engine`` with a small set of routes (erp → mes, mes → erp + wms, wms → erp)."""
     return Ledger(engine, Router.from_config(ROUTES))
+
+
+@pytest.fixture(autouse=True)
+def _default_limits() -> Iterator[None]:
+    """Every test starts with the default limits (loading a project makes its limits the
+    process's)."""
+    from conveyor import limits
+
+    limits.use(limits.DEFAULT)
+    yield
+    limits.use(limits.DEFAULT)

@@ -8,7 +8,24 @@ import click
 from conveyor.cli.common import AppContext
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class ConveyorGroup(click.Group):
+    """The command group: a database error that has a plain explanation (ledger locked, not
+    created, unreachable) ends the command with that one line instead of a traceback."""
+
+    def invoke(self, ctx: click.Context) -> object:
+        """Run the subcommand, translating database errors into ``ClickException``."""
+        try:
+            return super().invoke(ctx)
+        except Exception as exc:
+            from conveyor.cli.common import database_problem
+
+            problem = database_problem(exc)
+            if problem is None:
+                raise
+            raise click.ClickException(problem) from None
+
+
+@click.group(cls=ConveyorGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
     "--project",
     "project",

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
 from functools import cached_property
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import click
@@ -28,21 +29,83 @@ class AppContext:
 
     @cached_property
     def project(self) -> Project:
-        """The project of ``--project`` (config errors become a clean message, exit 2)."""
-        from conveyor.config import Project
+        """The project of ``--project`` (config errors become a clean message, exit 1). A project
+        directory that does not exist or has no ``conveyor.yaml`` is refused, not created."""
+        from conveyor.config import CONFIG_FILE, Project
         from conveyor.errors import ConfigError
+        from conveyor.paths import project_dir
 
+        root = project_dir(self.project_arg)
+        named = "--project" if self.project_arg else "the current directory"
+        if not root.is_dir():
+            raise click.ClickException(
+                f"project directory {root} does not exist: give --project (or CONVEYOR_PROJECT) "
+                "the folder that holds conveyor.yaml"
+            )
+        if not (root / CONFIG_FILE).is_file():
+            raise click.ClickException(
+                f"{root} ({named}) has no {CONFIG_FILE}: not a Conveyor project; give --project "
+                f"the folder that holds {CONFIG_FILE}, or write one there"
+            )
         try:
-            return Project.load(self.project_arg)
+            return Project.load(root)
         except ConfigError as exc:
             raise click.ClickException(str(exc)) from None
 
     @cached_property
     def ledger(self) -> Ledger:
-        """The project's ledger."""
+        """The project's ledger, refused with what to do when it has not been created yet."""
+        from conveyor.ledger.db import current_revision
+
+        ledger = self.open_ledger()
+        if current_revision(ledger.engine) is None:
+            raise click.ClickException(
+                "ledger not initialised: run conveyor db upgrade "
+                f"(ledger at {ledger.engine.url.render_as_string(hide_password=True)})"
+            )
+        return ledger
+
+    def open_ledger(self) -> Ledger:
+        """The project's ledger as it is (``db upgrade`` creates it), after checking that a
+        SQLite URL points into a folder that exists."""
+        from sqlalchemy.engine import make_url
+
         from conveyor.ledger import Ledger
 
+        url = make_url(self.project.db_url)
+        if url.drivername.startswith("sqlite") and url.database not in (None, "", ":memory:"):
+            folder = Path(url.database).expanduser().resolve().parent
+            if not folder.is_dir():
+                raise click.ClickException(
+                    f"the ledger's folder {folder} does not exist (CONVEYOR_DB_URL="
+                    f"{url.render_as_string(hide_password=True)}): create it or fix the URL"
+                )
         return Ledger.open(self.project)
+
+
+def database_problem(exc: BaseException) -> str | None:
+    """One line saying what to do about a database error, or None when it is not one (so
+    commands never end in a SQLAlchemy traceback for a locked, missing or unreachable ledger)."""
+    from sqlalchemy.exc import DBAPIError
+
+    if not isinstance(exc, DBAPIError):
+        return None
+    text = str(exc.orig) if exc.orig is not None else str(exc)
+    lowered = text.lower()
+    if "database is locked" in lowered or "database table is locked" in lowered:
+        from conveyor.ledger.db import lock_timeout
+
+        return (
+            f"the ledger is busy: another process held its write lock longer than "
+            f"{lock_timeout():g} s (CONVEYOR_DB_LOCK_TIMEOUT); try again when it has finished"
+        )
+    if "no such table" in lowered or ("relation" in lowered and "does not exist" in lowered):
+        return "ledger not initialised: run conveyor db upgrade"
+    if "unable to open database file" in lowered:
+        return "cannot open the ledger's SQLite file: check CONVEYOR_DB_URL and the folder's rights"
+    if "connection" in lowered or "could not connect" in lowered or "timeout" in lowered:
+        return f"cannot reach the ledger database: {text.splitlines()[0] if text else exc}"
+    return None
 
 
 def _json_default(value: object) -> object:

@@ -10,6 +10,8 @@ import click
 from conveyor.cli.common import AppContext, check_alerts, emit_json, emit_table, pass_app
 
 BATCH = 1000
+TABLE_SUFFIXES = (".csv", ".tsv", ".txt", ".xls", ".xlsx")
+"""Files that hold a system's rows, never canonical messages: ``ingest`` maps them."""
 
 
 @click.group("db")
@@ -23,9 +25,10 @@ def db_upgrade(app: AppContext) -> None:
     """Create or migrate the ledger (SQLite under .conveyor/ by default, or CONVEYOR_DB_URL)."""
     from conveyor.ledger.db import current_revision
 
-    app.ledger.upgrade()
-    revision = current_revision(app.ledger.engine)
-    url = app.ledger.engine.url.render_as_string(hide_password=True)
+    ledger = app.open_ledger()
+    ledger.upgrade()
+    revision = current_revision(ledger.engine)
+    url = ledger.engine.url.render_as_string(hide_password=True)
     if app.as_json:
         emit_json({"url": url, "revision": revision})
     else:
@@ -44,14 +47,25 @@ def accept(app: AppContext, files: tuple[Path, ...]) -> None:
     reason. Rejected records are parked, not lost. Exit 1 when any record was rejected.
     """
     from conveyor.intake import accept_files
+    from conveyor.mapping.readers import is_json_file
+    from conveyor.redact import safe_text
 
+    for path in files:
+        if not is_json_file(path) and path.suffix.lower() in TABLE_SUFFIXES:
+            raise click.ClickException(
+                f"{path} is a {path.suffix.lstrip('.').upper()} file: accept takes canonical "
+                "JSON messages; map a system's records with: conveyor ingest --system SYSTEM "
+                f"--type TYPE {path}"
+            )
     totals, rejected = accept_files(app.ledger, files, batch_size=BATCH)
     alerts = check_alerts(app, totals["accepted"])
     if app.as_json:
         emit_json({**totals, "alerts": alerts, "rejected_records": rejected})
     else:
+        limit = app.project.limits.max_echo_chars * 2
         for item in rejected:
-            click.echo(f"{item['file']}:{item['line']}: rejected: {item['reason']}", err=True)
+            reason = safe_text(item["reason"], limit)
+            click.echo(f"{item['file']}:{item['line']}: rejected: {reason}", err=True)
         counts = ", ".join(f"{status} {n}" for status, n in totals.items())
         click.echo(counts)
         if alerts:

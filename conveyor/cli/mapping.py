@@ -13,6 +13,7 @@ from conveyor.messages import MESSAGE_TYPES
 
 if TYPE_CHECKING:
     from conveyor.mapping import MappingEngine
+    from conveyor.mapping.readers import CsvOptions
 
 TYPES = MESSAGE_TYPES
 
@@ -138,17 +139,20 @@ def map_command(
     from conveyor.messages import dumps
 
     engine = _engine(app)
+    system = _known_system(engine, system)
     if not engine.has_direction(system, message_type, direction):
         raise click.ClickException(
             f"system {system!r} has no {'inbound' if direction == 'in' else 'outbound'} "
             f"mapping for {message_type}"
         )
-    options = engine.mapping(system).csv
+    options = _csv_options(engine.mapping(system).csv, file)
     results: list[dict[str, Any]] = []
     failed = 0
     for raw in read_raw(file, options):
         where = {"file": raw.file, "line": raw.line}
         try:
+            if isinstance(raw.data, RecordError):  # unreadable: bytes, limits, JSON syntax
+                raise raw.data
             if isinstance(raw.data, Exception):
                 raise ValueError(f"not JSON: {raw.data}")
             if direction == "out":
@@ -231,9 +235,12 @@ def ingest(app: AppContext, system: str, message_type: str, files: tuple[Path, .
     from conveyor.mapping.readers import read_raw
 
     engine = _engine(app)
+    system = _known_system(engine, system)
     if not engine.has_direction(system, message_type, "in"):
         raise click.ClickException(f"system {system!r} has no inbound mapping for {message_type}")
-    options = engine.mapping(system).csv
+    # every file's encoding is settled before any record is stored: a file refused half-way
+    # through the list would leave the ones before it ingested and the rest not
+    readable = {path: _csv_options(engine.mapping(system).csv, path) for path in files}
     totals = {"accepted": 0, "duplicate": 0, "rejected": 0, "parked": 0}
     problems: list[dict[str, Any]] = []
     for path in files:
@@ -244,10 +251,10 @@ def ingest(app: AppContext, system: str, message_type: str, files: tuple[Path, .
                 engine,
                 system,
                 message_type,
-                read_raw(path, options),
+                read_raw(path, readable[path], app.project.limits),
                 on_problem=problems.append,
             )
-        except (ConfigError, UnicodeDecodeError) as exc:
+        except ConfigError as exc:
             raise click.ClickException(f"{path}: {exc}") from None
         for name, value in counts.items():
             totals[name] += value
@@ -269,13 +276,56 @@ def ingest(app: AppContext, system: str, message_type: str, files: tuple[Path, .
     sys.exit(1 if totals["parked"] or totals["rejected"] else 0)
 
 
+def _known_system(engine: MappingEngine, system: str) -> str:
+    """``system`` when it has a mapping file; otherwise a clean error listing the known ones and
+    suggesting the closest (``SAP`` → ``sap``)."""
+    import difflib
+
+    known = engine.systems
+    if system in known:
+        return system
+    by_case = {name.lower(): name for name in known}
+    close = by_case.get(system.lower()) or next(
+        iter(difflib.get_close_matches(system, known, n=1)), None
+    )
+    hint = f"; did you mean {close!r}?" if close else ""
+    raise click.ClickException(
+        f"unknown system {system!r}: the known systems (mappings/*.yaml) are "
+        f"{', '.join(known) or 'none'}{hint}"
+    )
+
+
+def _csv_options(options: CsvOptions, path: Path) -> CsvOptions:
+    """``options`` with the encoding of ``path`` settled (detected now, or refused with the file's
+    name and the encodings tried); JSON files keep theirs (UTF-8, or what their BOM says)."""
+    import dataclasses
+
+    from conveyor.errors import UnreadableFileError
+    from conveyor.mapping.readers import file_encoding, is_json_file
+
+    if is_json_file(path):
+        return options
+    try:
+        return dataclasses.replace(options, encoding=file_encoding(path, options.encoding))
+    except UnreadableFileError as exc:
+        raise click.ClickException(f"{exc} (nothing was ingested)") from None
+    except LookupError as exc:  # a declared encoding Python does not know
+        raise click.ClickException(f"{path}: {exc} (csv: encoding in the mapping)") from None
+
+
 def _problem_lines(item: dict[str, Any]) -> list[str]:
-    """One line per problem of a parked record: field, message, value and rule."""
+    """One line per problem of a parked record: field, message, value and rule (outside values
+    clipped to ``limits.max_echo_chars``)."""
+    from conveyor.limits import current
+    from conveyor.redact import safe_text
+
+    limit = current().max_echo_chars
     problems = item.get("problems") or (item.get("error") or {}).get("problems") or []
     if not problems:
-        return [str(item.get("reason"))]
+        return [safe_text(item.get("reason"), limit * 2)]
     return [
-        f"{p.get('field')}: {p.get('message')} (value={p.get('value')!r}, rule={p.get('rule')})"
+        f"{p.get('field')}: {safe_text(p.get('message'), limit * 2)} "
+        f"(value={safe_text(repr(p.get('value')), limit)}, rule={p.get('rule')})"
         for p in problems
     ]
 

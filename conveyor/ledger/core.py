@@ -27,6 +27,8 @@ from conveyor.ledger.models import (
     StockPositionRow,
     utcnow,
 )
+from conveyor.limits import current as current_limits
+from conveyor.redact import clip, safe_text
 from conveyor.routing import Router, ordering_key
 from conveyor.stock import NO_LOT, Movement, movements
 
@@ -156,6 +158,9 @@ class Ledger:
         for index, record in enumerate(records):
             result = results[index]
             result.origin = origins[index]
+            if isinstance(record, RecordError):  # a record a reader could not read
+                result.error = record
+                continue
             if isinstance(record, Exception):  # a parse error handed through by a reader
                 result.error = ValidationError([Problem("$", None, "json", str(record))])
                 continue
@@ -164,7 +169,7 @@ class Ledger:
             except ValidationError as exc:
                 result.error = exc
                 if isinstance(record, dict):
-                    result.source, result.key = record.get("source"), record.get("key")
+                    result.source, result.key = _text_or_none(record, "source", "key")
                 continue
             result.source, result.key = message["source"], message["key"]
             result.message_id = message["message_id"]
@@ -530,14 +535,15 @@ class Ledger:
             result = results[index]
             error = result.error or ValidationError([Problem("$", None, "unknown", "rejected")])
             origin = result.origin or Origin()
+            message_type = _text_or_none(record, "type")[0] if isinstance(record, dict) else None
             rows.append(
                 _parked_row(
                     stage="parse" if isinstance(record, Exception) else "validate",
                     reason=str(error),
-                    record=str(record) if isinstance(record, Exception) else record,
+                    record=_exception_text(record) if isinstance(record, Exception) else record,
                     problems=error.problems if isinstance(error, RecordError) else [],
                     system=result.source or origin.system,
-                    message_type=record.get("type") if isinstance(record, dict) else None,
+                    message_type=message_type,
                     file=origin.file,
                     line=origin.line,
                 )
@@ -787,23 +793,45 @@ def _parked_row(
     file: str | None,
     line: int | None,
 ) -> dict[str, Any]:
-    text = _record_text(record)
+    limits = current_limits()
+    # a rejected 50 MB line is kept as its first megabyte (the reason says how much was cut), and
+    # lone surrogates become escapes: neither the database nor a terminal takes them
+    text = clip(_record_text(record), limits.max_stored_record_chars)
     # file and line are part of the identity: two identical bad rows of one file are two records
     identity = "\x1f".join([stage, system or "", file or "", str(line or ""), text])
     digest = hashlib.sha256(identity.encode()).hexdigest()
     return {
         "stage": stage,
-        "system": system,
-        "message_type": message_type,
+        # cut to their columns' sizes: a rejected record's claimed source may be any length
+        "system": _fit(system, 64),
+        "message_type": _fit(message_type, 40),
         "file": file,
         "line": line,
-        "reason": reason,
+        "reason": safe_text(reason, limits.max_echo_chars * 8),
         "problems": json.dumps([p.as_dict() for p in problems], ensure_ascii=False),
         "record": text,
         "fingerprint": digest,
         "status": "parked",
         "created_at": utcnow(),
     }
+
+
+def _text_or_none(record: dict[str, Any], *names: str) -> tuple[str | None, ...]:
+    """Envelope fields of a rejected record, kept only when they are text (a ``source`` of 5
+    or a ``type`` that is a list is part of why it was rejected, not a name to store)."""
+    values = (record.get(name) for name in names)
+    return tuple(v if isinstance(v, str) else None for v in values)
+
+
+def _fit(value: str | None, size: int) -> str | None:
+    """``value`` cut to a column of ``size`` characters, printable (see ``clip``)."""
+    return clip(value, size)[:size] if value else value
+
+
+def _exception_text(error: Exception) -> str:
+    """What to keep of a record a reader could not read: its source text when it has it."""
+    text = getattr(error, "text", None)
+    return text if isinstance(text, str) else str(error)
 
 
 def _pg_bulk_insert(

@@ -29,6 +29,18 @@ def default_url(project: Path) -> str:
     return f"sqlite:///{folder / 'ledger.db'}"
 
 
+LOCK_TIMEOUT_S = 30.0
+"""How long a SQLite writer waits for another's write lock before giving up."""
+
+
+def lock_timeout() -> float:
+    """``CONVEYOR_DB_LOCK_TIMEOUT`` (seconds), else ``LOCK_TIMEOUT_S``."""
+    try:
+        return float(os.environ.get("CONVEYOR_DB_LOCK_TIMEOUT") or LOCK_TIMEOUT_S)
+    except ValueError:
+        return LOCK_TIMEOUT_S
+
+
 def normalise_url(url: str) -> str:
     """Pick the psycopg 3 driver for plain ``postgresql://`` URLs."""
     parsed = make_url(url)
@@ -42,7 +54,8 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     concurrent writers queue instead of failing half-way; PostgreSQL gets a connect timeout."""
     url = normalise_url(url)
     if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"timeout": 30}, **kwargs)
+        timeout = lock_timeout()
+        engine = create_engine(url, connect_args={"timeout": timeout}, **kwargs)
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -51,7 +64,7 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
             cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute("PRAGMA synchronous=NORMAL")
             cursor.execute("PRAGMA foreign_keys=ON")
-            cursor.execute("PRAGMA busy_timeout=30000")
+            cursor.execute(f"PRAGMA busy_timeout={int(timeout * 1000)}")
             cursor.close()
 
         @event.listens_for(engine, "begin")

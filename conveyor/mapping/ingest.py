@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from conveyor.errors import ConfigError, MappingError, Problem
+from conveyor.errors import ConfigError, MappingError, Problem, RecordError
 from conveyor.ledger import Origin
 
 if TYPE_CHECKING:
@@ -66,8 +66,7 @@ def ingest_records(
 
     for raw in records:
         if isinstance(raw.data, Exception):
-            problem = Problem("$", None, "parse", str(raw.data), file=raw.file, line=raw.line)
-            unmapped.append((raw, "parse", str(problem), [problem]))
+            unmapped.append(_unreadable(raw))
         else:
             try:
                 message = engine.map_inbound(
@@ -82,6 +81,14 @@ def ingest_records(
             flush()
     flush()
     return counts
+
+
+def _unreadable(raw: RawRecord) -> tuple[RawRecord, str, str, list[Problem]]:
+    """A record the reader could not read (its data is the error), ready to park with its line."""
+    error = raw.data
+    rule = error.problems[0].rule if isinstance(error, RecordError) and error.problems else "parse"
+    problem = Problem("$", None, rule, str(error), file=raw.file, line=raw.line)
+    return raw, "parse", str(problem), [problem]
 
 
 def _park(
@@ -100,7 +107,7 @@ def _park(
             parked_id = ledger.park(
                 stage=stage,
                 reason=reason,
-                record=str(raw.data) if isinstance(raw.data, Exception) else raw.data,
+                record=_record_of(raw.data),
                 problems=problems,
                 system=system,
                 message_type=message_type,
@@ -120,6 +127,15 @@ def _park(
                         "problems": [p.as_dict() for p in problems],
                     }
                 )
+
+
+def _record_of(data: Any) -> Any:
+    """What to keep of a parked record: the record, or the source text of one that could not be
+    read (its error otherwise)."""
+    if isinstance(data, Exception):
+        text = getattr(data, "text", None)
+        return text if isinstance(text, str) else str(data)
+    return data
 
 
 def _ingest_snapshot(
@@ -151,8 +167,7 @@ def _ingest_snapshot(
 
     for raw in records:
         if isinstance(raw.data, Exception):
-            problem = Problem("$", None, "parse", str(raw.data), file=raw.file, line=raw.line)
-            unmapped.append((raw, "parse", str(problem), [problem]))
+            unmapped.append(_unreadable(raw))
             continue
         try:
             row = engine.map_snapshot_row(system, raw.data, file=raw.file, line=raw.line)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import json
 from decimal import Decimal
 from pathlib import Path
@@ -10,7 +11,8 @@ from typing import Any
 import pytest
 
 from conveyor import messages
-from conveyor.errors import ValidationError
+from conveyor.errors import UnreadableRecordError, ValidationError
+from conveyor.limits import Limits
 
 REPO = Path(__file__).resolve().parents[2]
 SAMPLES = [
@@ -163,3 +165,95 @@ def test_read_records_json_array(tmp_path: Path) -> None:
     path = tmp_path / "in.json"
     path.write_text('[{"a": 1}, {"a": 2}]', encoding="utf-8")
     assert [r for _, r in messages.read_records(path)] == [{"a": 1}, {"a": 2}]
+
+
+# ---------------------------------------------------------------------- JSON from outside
+def _records(tmp_path: Path, name: str, data: bytes | str) -> list[tuple[int, Any]]:
+    path = tmp_path / name
+    if isinstance(data, str):
+        path.write_text(data, encoding="utf-8")
+    else:
+        path.write_bytes(data)
+    return list(messages.read_records(path))
+
+
+def test_deep_nesting_refuses_its_line_alone(tmp_path: Path) -> None:
+    deep = "[" * 10_000 + "]" * 10_000
+    records = _records(tmp_path, "x.jsonl", f'{{"a": 1}}\n{deep}\n{{"b": 2}}\n')
+    assert [line for line, _ in records] == [1, 2, 3]
+    assert records[0][1] == {"a": 1}
+    assert isinstance(records[1][1], UnreadableRecordError)
+    assert "nested 10,000 levels deep" in str(records[1][1])
+    assert records[1][1].problems[0].rule == "max_json_depth"
+    assert records[2][1] == {"b": 2}
+
+
+def test_depth_limit_is_configurable_and_strings_do_not_count() -> None:
+    tight = Limits(max_json_depth=3)
+    assert messages.parse_json('{"a": {"b": {"c": 1}}}', tight) == {"a": {"b": {"c": 1}}}
+    assert isinstance(messages.parse_json('{"a": {"b": {"c": [1]}}}', tight), Exception)
+    assert messages.parse_json('{"a": "[[[[[[{{{{"}', tight) == {"a": "[[[[[[{{{{"}
+
+
+def test_lone_surrogate_escapes_are_refused_and_pairs_read(tmp_path: Path) -> None:
+    records = _records(
+        tmp_path, "x.jsonl", '{"k": "\\ud800"}\n{"k": "\\ud83d\\ude00"}\n{"\\udfff": 1}\n'
+    )
+    assert "$.k" in str(records[0][1])
+    assert "unpaired surrogate" in str(records[0][1])
+    assert records[1][1] == {"k": "\U0001f600"}
+    assert isinstance(records[2][1], UnreadableRecordError)
+
+
+def test_undecodable_bytes_refuse_their_line_with_bytes_and_column(tmp_path: Path) -> None:
+    records = _records(tmp_path, "x.jsonl", b'{"a": 1}\n{"b": "\xd6\xd0"}\n{"c": 3}\n')
+    assert records[0][1] == {"a": 1}
+    assert records[2][1] == {"c": 3}
+    error = records[1][1]
+    assert isinstance(error, UnreadableRecordError)
+    assert "bytes 0xd6 0xd0 at column 8 are not utf-8" in str(error)
+    assert error.text is not None
+    assert "\\udcd6" not in str(error)
+
+
+def test_utf16_with_bom_is_read(tmp_path: Path) -> None:
+    text = '{"a": "原料"}\n{"b": 2}\n'
+    records = _records(tmp_path, "x.jsonl", codecs.BOM_UTF16_LE + text.encode("utf-16-le"))
+    assert records == [(1, {"a": "原料"}), (2, {"b": 2})]
+
+
+def test_one_pretty_printed_object_is_one_record(tmp_path: Path) -> None:
+    records = _records(tmp_path, "x.json", '\n{\n  "a": 1,\n  "b": [1, 2]\n}\n')
+    assert records == [(2, {"a": 1, "b": [1, 2]})]
+
+
+def test_array_elements_come_with_their_lines(tmp_path: Path) -> None:
+    records = _records(tmp_path, "x.json", '[\n  {"a": 1},\n  {"b":\n    2},\n  "x"\n]\n')
+    assert records == [(2, {"a": 1}), (3, {"b": 2}), (5, "x")]
+    broken = _records(tmp_path, "y.json", '[\n  {"a": 1},\n  {"b": oops},\n  {"c": 3}\n]')
+    assert broken[0] == (2, {"a": 1})
+    assert broken[1][0] == 3
+    assert "the rest of the array could not be read" in str(broken[1][1])
+
+
+def test_json_lines_files_are_never_read_as_one_array(tmp_path: Path) -> None:
+    records = _records(tmp_path, "x.jsonl", '[1, 2]\n{"a": 1}\n')
+    assert records == [(1, [1, 2]), (2, {"a": 1})]
+
+
+def test_a_line_over_the_length_limit_is_refused_unread_and_kept_clipped() -> None:
+    limits = Limits(max_record_chars=1000, max_stored_record_chars=200)
+    error = messages.parse_json('{"a": "' + "x" * 5000 + '"}', limits)
+    assert isinstance(error, UnreadableRecordError)
+    assert "5,009 characters is over the 1,000-character limit" in str(error)
+    assert error.text is not None
+    assert len(error.text) < 250
+
+
+def test_a_too_deep_array_element_is_refused_and_the_array_reads_on(tmp_path: Path) -> None:
+    deep = "[" * 10_000 + '"]"' + "]" * 10_000
+    records = _records(tmp_path, "x.json", f'[\n  {{"a": 1}},\n  {deep},\n  {{"c": 3}}\n]\n')
+    assert records[0] == (2, {"a": 1})
+    assert records[1][0] == 3
+    assert "nested 10,000 levels deep" in str(records[1][1])
+    assert records[2] == (4, {"c": 3})

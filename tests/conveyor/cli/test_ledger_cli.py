@@ -149,3 +149,116 @@ def test_a_broken_mapping_does_not_fail_an_accept_of_canonical_messages(plant: P
     assert "accepted 13" in result.stdout
     assert "stock alerts not checked: " in result.stderr
     assert "mes.yaml" in result.stderr
+
+
+# ---------------------------------------------------------------------- first run and misuse
+def one_clear_line(project: Path, *args: str) -> str:
+    """Run a command that must refuse; return its one line (exit 1, no traceback)."""
+    result = CliRunner().invoke(main, ["--project", str(project), *args])
+    assert result.exit_code == 1, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    assert "Traceback" not in result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1, result.output
+    return lines[0]
+
+
+@pytest.mark.parametrize("command", [["stock"], ["status"], ["accept", "SAMPLE"]])
+def test_commands_before_db_upgrade_say_what_to_do(project: Path, command: list[str]) -> None:
+    args = [str(REPO / "samples" / "messages.jsonl") if a == "SAMPLE" else a for a in command]
+    line = one_clear_line(project, *args)
+    assert line.startswith("Error: ledger not initialised: run conveyor db upgrade")
+
+
+@pytest.mark.postgres
+def test_an_empty_postgresql_database_is_not_initialised(
+    pg_database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import uuid
+
+    from sqlalchemy import text
+
+    from conveyor.ledger.db import make_engine
+
+    name = f"conveyor_empty_{uuid.uuid4().hex[:8]}"
+    admin_url = pg_database_url.rsplit("/", 1)[0] + "/postgres"
+    admin = make_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        monkeypatch.setenv("CONVEYOR_DB_URL", admin_url.rsplit("/", 1)[0] + "/" + name)
+        shutil.copy(REPO / "conveyor.yaml", tmp_path / "conveyor.yaml")
+        line = one_clear_line(tmp_path, "stock")
+        assert "ledger not initialised: run conveyor db upgrade" in line
+        assert run(tmp_path, "db", "upgrade")[0] == 0
+        assert run(tmp_path, "stock")[0] == 0
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+def test_a_project_that_does_not_exist_is_refused_not_created(tmp_path: Path) -> None:
+    missing = tmp_path / "no-such-plant"
+    line = one_clear_line(missing, "db", "upgrade")
+    assert f"project directory {missing} does not exist" in line
+    assert not missing.exists()
+
+
+def test_a_folder_without_conveyor_yaml_is_refused(tmp_path: Path) -> None:
+    line = one_clear_line(tmp_path, "db", "upgrade")
+    assert "has no conveyor.yaml: not a Conveyor project" in line
+    assert not (tmp_path / ".conveyor").exists()
+
+
+def test_a_db_url_into_a_missing_folder_is_refused(
+    project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CONVEYOR_DB_URL", f"sqlite:///{tmp_path / 'gone' / 'ledger.db'}")
+    line = one_clear_line(project, "db", "upgrade")
+    assert f"the ledger's folder {tmp_path / 'gone'} does not exist" in line
+    assert not (tmp_path / "gone").exists()
+
+
+def test_a_write_lock_held_past_the_timeout_is_one_line(
+    project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sqlite3
+
+    assert run(project, "db", "upgrade")[0] == 0
+    monkeypatch.setenv("CONVEYOR_DB_LOCK_TIMEOUT", "0.3")
+    holder = sqlite3.connect(project / ".conveyor" / "ledger.db", isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    try:
+        line = one_clear_line(project, "accept", str(REPO / "samples" / "messages.jsonl"))
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert "the ledger is busy" in line
+    assert "longer than 0.3 s" in line
+    code, out = run(project, "accept", str(REPO / "samples" / "messages.jsonl"))
+    assert code == 0, out
+
+
+def test_accept_refuses_a_csv_file_and_suggests_ingest(project: Path, tmp_path: Path) -> None:
+    run(project, "db", "upgrade")
+    path = tmp_path / "consumption.csv"
+    path.write_text("doc_no,qty\nC-1,5\n", encoding="utf-8")
+    line = one_clear_line(project, "accept", str(REPO / "samples" / "messages.jsonl"), str(path))
+    assert "is a CSV file: accept takes canonical JSON messages" in line
+    assert f"conveyor ingest --system SYSTEM --type TYPE {path}" in line
+    assert json.loads(run(project, "--json", "stock")[1]) == []  # nothing accepted
+
+
+def test_a_huge_rejected_line_is_echoed_clipped(project: Path, tmp_path: Path) -> None:
+    run(project, "db", "upgrade")
+    sample = (REPO / "samples" / "messages.jsonl").read_text(encoding="utf-8").splitlines()
+    message = json.loads(sample[1])
+    message["payload"]["lot"] = "L" * 3_000_000  # schema-invalid (too long), under the line limit
+    path = tmp_path / "big.jsonl"
+    path.write_text(json.dumps(message) + "\n" + sample[2] + "\n", encoding="utf-8")
+    result = CliRunner().invoke(main, ["--project", str(project), "accept", str(path)])
+    assert result.exit_code == 1
+    assert "accepted 1, duplicate 0, rejected 1" in result.stdout
+    assert len(result.stderr) < 3000
+    assert "more characters" in result.stderr

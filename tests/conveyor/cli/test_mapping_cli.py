@@ -22,6 +22,7 @@ def plant(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     root.mkdir()
     shutil.copytree(REPO / "mappings", root / "mappings")
     shutil.copytree(REPO / "master_data", root / "master_data")
+    shutil.copy(REPO / "conveyor.yaml", root / "conveyor.yaml")
     monkeypatch.delenv("CONVEYOR_DB_URL", raising=False)
     monkeypatch.delenv("CONVEYOR_PROJECT", raising=False)
     return root
@@ -212,3 +213,44 @@ def test_ingest_unmapped_and_fix(plant: Path) -> None:
     code, out, _ = run(plant, "trace", "C-1002/2")
     assert code == 0
     assert "mapping_version=" in out
+
+
+# ---------------------------------------------------------------------- misuse and hostile files
+def test_ingest_with_an_unknown_system_lists_the_known_ones(plant: Path) -> None:
+    run(plant, "db", "upgrade")
+    code, out, err = run(
+        plant, "ingest", "--system", "SAP", "--type", "material_consumption",
+        str(DATA / "mes_consumption.csv"),
+    )  # fmt: skip
+    assert code == 1
+    assert "unknown system 'SAP': the known systems (mappings/*.yaml) are " in err
+    assert "kingdee, mes, sap, wms, yonyou; did you mean 'sap'?" in err
+    assert "Traceback" not in out + err
+    code, _, err = run(
+        plant, "map", "--system", "wmss", "--type", "stock_transfer",
+        str(DATA / "wms_moves.jsonl"),
+    )  # fmt: skip
+    assert code == 1
+    assert "did you mean 'wms'?" in err
+
+
+def test_a_file_of_unknown_encoding_is_refused_before_anything_is_ingested(
+    plant: Path, tmp_path: Path
+) -> None:
+    run(plant, "db", "upgrade")
+    unreadable = tmp_path / "short.csv"
+    unreadable.write_bytes(
+        "doc_no,line_no,order_no,part_no,area,lot,qty,unit,posted_at,operation\n"
+        "C-1,1,MO-1,P-1001,MOLD-1,仓库,5,kg,2026/11/21 08:30,批次".encode("gbk")
+        + b"\x9c\n"
+    )
+    code, out, err = run(
+        plant, "ingest", "--system", "mes", "--type", "material_consumption",
+        str(DATA / "mes_consumption.csv"), str(unreadable),
+    )  # fmt: skip
+    assert code == 1
+    assert str(unreadable) in err
+    assert "cannot tell its encoding: tried utf-8, gb18030" in err
+    assert "(nothing was ingested)" in err
+    code, out, _ = run(plant, "--json", "stock")
+    assert json.loads(out) == []

@@ -41,6 +41,7 @@ def test_two_processes_same_file(tmp_path: Path, pg_engine: Engine, pg_database_
     n = 3000
     path = tmp_path / "outputs.jsonl"
     write_file(path, n)
+    (tmp_path / "conveyor.yaml").write_text("routes: []\n", encoding="utf-8")
     env = dict(os.environ, CONVEYOR_DB_URL=pg_database_url)
     cmd = [
         sys.executable,

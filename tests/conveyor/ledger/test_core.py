@@ -248,3 +248,47 @@ def test_large_batch_in_one_transaction(ledger: Ledger, size: int) -> None:
     ]
     assert {r.status for r in ledger.accept_batch(batch)} == {"accepted"}
     assert sum(p.quantity for p in ledger.positions()) == Decimal("1.001") * size
+
+
+# ---------------------------------------------------------------------- hostile records
+def test_envelope_fields_of_the_wrong_type_are_rejected_beside_a_valid_one(
+    ledger: Ledger,
+) -> None:
+    good = movement(
+        "stock_adjustment", "ADJ-OK", reason="count_difference", quantity="3", location="L1"
+    )
+    hostile: list[Any] = [
+        {**good, "type": ["stock_adjustment"], "key": "A1"},
+        {**good, "type": {"a": 1}, "key": "A2"},
+        {**good, "type": 7, "key": "A3"},
+        {**good, "source": 5, "key": "A4"},
+        {**good, "key": 5},
+        {**good, "source": "s" * 500, "key": "A6"},
+    ]
+    results = ledger.accept_batch([*hostile, good], [Origin("f.jsonl", i + 1) for i in range(7)])
+    assert [r.status for r in results] == ["rejected"] * 6 + ["accepted"]
+    rows = ledger.parked_records()
+    assert [r.line for r in rows] == [1, 2, 3, 4, 5, 6]
+    assert {r.message_type for r in rows} == {None, "stock_adjustment"}
+    assert rows[3].system is None
+    assert rows[5].system is not None
+    assert len(rows[5].system) <= 64
+
+
+def test_a_huge_rejected_record_is_stored_and_reported_clipped(ledger: Ledger) -> None:
+    from conveyor.errors import UnreadableRecordError
+
+    huge = movement(
+        "stock_adjustment", "ADJ-BIG", reason="count_difference", quantity="x" * 3_000_000
+    )
+    unreadable = UnreadableRecordError("not JSON", text="\x00binary\ud800" + "z" * 2_000_000)
+    results = ledger.accept_batch([huge, unreadable], [Origin("f.jsonl", 1), Origin("f.jsonl", 2)])
+    assert [r.status for r in results] == ["rejected", "rejected"]
+    assert len(str(results[0].error)) < 3_000_000  # the value is clipped in the reason too
+    rows = ledger.parked_records()
+    for row in rows:
+        assert len(row.record) < (1 << 20) + 100
+        assert len(row.reason) < 5000
+        assert len(row.problems) < 5000
+    assert "more characters" in rows[0].record
+    assert rows[1].record.startswith("\\x00binary\\ud800")

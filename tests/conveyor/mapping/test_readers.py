@@ -5,7 +5,17 @@ from __future__ import annotations
 import codecs
 from pathlib import Path
 
-from conveyor.mapping.readers import CsvOptions, detect_encoding, read_csv, read_raw
+import pytest
+
+from conveyor.errors import UnreadableFileError, UnreadableRecordError
+from conveyor.limits import Limits
+from conveyor.mapping.readers import (
+    SAMPLE_BYTES,
+    CsvOptions,
+    detect_encoding,
+    read_csv,
+    read_raw,
+)
 
 from .conftest import DATA
 
@@ -61,3 +71,68 @@ def test_json_lines_keep_bad_lines_as_errors() -> None:
     assert [r.line for r in rows] == [1, 2, 3, 4]
     assert isinstance(rows[3].data, ValueError)
     assert rows[0].data["taskId"] == "T-9001"
+
+
+# ---------------------------------------------------------------------- hostile files
+HEADER = "doc,qty,note\n"
+
+
+def test_a_file_that_turns_gbk_after_a_megabyte_parks_those_rows_with_their_lines(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "mixed.csv"
+    first = HEADER + "".join(f"U{i},1,{'原料' * 400}\n" for i in range(1, 501))
+    assert len(first.encode()) > SAMPLE_BYTES
+    path.write_bytes(first.encode() + "G1,2,批次\nG2,3,批次\n".encode("gbk") + b"T1,4,tail\n")
+    rows = list(read_csv(path))
+    assert len(rows) == 503
+    assert all(isinstance(r.data, dict) for r in rows[:500])
+    bad = [r for r in rows if isinstance(r.data, UnreadableRecordError)]
+    assert [r.line for r in bad] == [502, 503]
+    assert "bytes 0xc5 0xfa 0xb4 0xce at column 6 are not utf-8" in str(bad[0].data)
+    assert bad[0].data.text is not None
+    assert bad[0].data.text.startswith("G1,2,")
+    assert rows[-1].data == {"doc": "T1", "qty": "4", "note": "tail"}
+
+
+def test_a_utf8_file_with_one_broken_row_stays_utf8(tmp_path: Path) -> None:
+    path = tmp_path / "x.csv"
+    rows_text = "".join(f"A{i},1,批次{i}\n" for i in range(20))
+    path.write_bytes((HEADER + rows_text).encode() + "B,2,批次\n".encode("gbk"))
+    assert detect_encoding(path.read_bytes()) == "utf-8"
+    rows = list(read_csv(path))
+    assert rows[0].data["note"] == "批次0"
+    assert isinstance(rows[-1].data, UnreadableRecordError)
+    assert rows[-1].line == 22
+
+
+def test_a_low_confidence_guess_is_refused_naming_the_file_and_encodings(tmp_path: Path) -> None:
+    path = tmp_path / "short.csv"
+    path.write_bytes("a,b\nA0,仓库\n".encode("gbk")[:-1] + b"\x9c\n")
+    with pytest.raises(UnreadableFileError) as info:
+        list(read_csv(path))
+    message = str(info.value)
+    assert str(path) in message
+    assert "tried utf-8, gb18030" in message
+    assert "low confidence" in message or "no encoding" in message
+    assert "csv: {encoding" in message
+
+
+def test_western_european_code_pages_are_still_read(tmp_path: Path) -> None:
+    path = tmp_path / "de.csv"
+    text = "Material;Lager;Menge\nSchraube;Außenlager Süd;5\nMutter;Großlager;7\n"
+    path.write_bytes(text.encode("cp1252"))
+    rows = list(read_csv(path))
+    assert rows[0].data["Lager"] == "Außenlager Süd"
+
+
+def test_a_cell_over_the_field_limit_parks_its_row_and_the_file_reads_on(tmp_path: Path) -> None:
+    path = tmp_path / "big.csv"
+    path.write_text(HEADER + "A,1,x\nB,2," + "y" * 300_000 + "\nC,3,z\n", encoding="utf-8")
+    rows = list(read_csv(path))
+    assert [r.line for r in rows] == [2, 3, 4]
+    assert len(rows[1].data["note"]) == 300_000  # over the csv module's 128 KiB, within 1 MiB
+    rows = list(read_csv(path, limits=Limits(max_csv_field=1000)))
+    assert isinstance(rows[1].data, UnreadableRecordError)
+    assert "a cell is over the 1,000-character limit" in str(rows[1].data)
+    assert rows[2].data == {"doc": "C", "qty": "3", "note": "z"}
