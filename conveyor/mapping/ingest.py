@@ -17,8 +17,8 @@ from conveyor.errors import ConfigError, MappingError, Problem
 from conveyor.ledger import Origin
 
 if TYPE_CHECKING:
-    from connectors.base import RawRecord
     from conveyor.config import Project
+    from conveyor.connector import RawRecord
     from conveyor.ledger import Ledger
     from conveyor.mapping.engine import MappedRow, MappingEngine
 

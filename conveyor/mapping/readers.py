@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from connectors.base import RawRecord
+from conveyor.connector import RawRecord
 
 SAMPLE_BYTES = 1 << 20
 """How much of a file the encoding and dialect detection look at."""

@@ -1,0 +1,86 @@
+"""Secrets through one door: ``secret(connection, field)``.
+
+In order: an Airflow Connection named ``connection`` when running inside Airflow (Airflow is
+imported lazily, only there), then the environment variable ``CONVEYOR_<CONNECTION>_<FIELD>``.
+An Airflow Connection's ``login`` answers the ``USERNAME`` field and its ``password`` the
+``PASSWORD`` field; every other field comes from its ``extra`` (case-insensitive).
+
+Every value handed out is remembered by ``conveyor.redact`` (with its HTTP Basic form when a
+username of the same connection is known), so no text the hub stores or prints can carry it.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any
+
+from conveyor import redact
+
+
+def env_name(connection: str, field: str) -> str:
+    """The environment variable that holds ``field`` of ``connection``."""
+    prefix = connection.upper().replace("-", "_").replace(".", "_")
+    return f"CONVEYOR_{prefix}_{field.upper()}"
+
+
+def in_airflow() -> bool:
+    """True inside an Airflow task or process (never imports Airflow to find out)."""
+    return "airflow" in sys.modules or any(k.startswith("AIRFLOW_CTX_") for k in os.environ)
+
+
+def _from_airflow(connection: str, field: str) -> str | None:
+    try:
+        from airflow.sdk import BaseHook  # type: ignore[import-not-found,unused-ignore]
+    except ImportError:  # Airflow < 3 or not installed: the environment answers
+        return None
+    try:
+        conn: Any = BaseHook.get_connection(connection)
+    except Exception:  # no such connection: the environment answers
+        return None
+    wanted = field.lower()
+    if wanted in ("username", "login", "user"):
+        return conn.login or None
+    if wanted == "password":
+        return conn.password or None
+    extra = {str(k).lower(): v for k, v in (conn.extra_dejson or {}).items()}
+    value = extra.get(wanted)
+    return None if value in (None, "") else str(value)
+
+
+def secret(connection: str, field: str) -> str | None:
+    """The secret ``field`` of ``connection``, or None when it is set nowhere."""
+    value = _from_airflow(connection, field) if in_airflow() else None
+    if value is None:
+        value = os.environ.get(env_name(connection, field)) or None
+    if value is not None:
+        user = None
+        if field.lower() == "password":
+            user = os.environ.get(env_name(connection, "username"))
+        redact.remember(value, user=user)
+    return value
+
+
+def remember_environment() -> None:
+    """Remember every ``CONVEYOR_*`` secret-looking variable of the environment for redaction,
+    so a secret is masked even in texts written before a connector first read it."""
+    for name, value in os.environ.items():
+        if name.startswith("CONVEYOR_") and name.rsplit("_", 1)[-1] in _SECRET_SUFFIXES:
+            redact.remember(value)
+        elif name.startswith("CONVEYOR_") and "://" in value:
+            _remember_url_password(value)
+
+
+def _remember_url_password(url: str) -> None:
+    from urllib.parse import urlsplit
+
+    try:
+        password = urlsplit(url).password
+    except ValueError:
+        return
+    redact.remember(password)
+
+
+_SECRET_SUFFIXES = frozenset(
+    {"PASSWORD", "SECRET", "TOKEN", "KEY", "APP_SECRET", "APP_KEY", "PASSPHRASE"}
+)
