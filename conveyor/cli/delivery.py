@@ -87,6 +87,9 @@ def run(
         )
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
+    from conveyor.cli.runtime import say_stand_ins
+
+    say_stand_ins(project, worker.targets)
 
     def _stop(_signum: int, _frame: Any) -> None:
         worker.stop()

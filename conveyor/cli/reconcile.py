@@ -217,6 +217,9 @@ def reconcile(
     names = [s.strip() for s in systems.split(",") if s.strip()]
     options_snapshots = _parse_snapshots(snapshot_items)
     as_of = _parse_as_of(as_of_text)
+    from conveyor.cli.runtime import say_stand_ins
+
+    say_stand_ins(app.project, [n for n in names if n not in options_snapshots], what="snapshot")
     outcome = _run(
         app,
         names,
