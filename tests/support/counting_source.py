@@ -6,6 +6,7 @@ can stop the process half-way). Registered by module path in a test ``conveyor.y
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Iterator
 from typing import Any, ClassVar
 
@@ -13,9 +14,10 @@ from conveyor.connector import Connector, RawRecord, Stream
 
 
 def order(system: str, number: int) -> dict[str, Any]:
-    """The canonical production order number ``number`` of ``system`` (same id every time)."""
+    """The canonical production order number ``number`` of ``system`` (the same message id
+    every time it is made, as a system that re-sends a document would)."""
     return {
-        "message_id": f"00000000-0000-4000-8000-{number:012d}",
+        "message_id": str(uuid.uuid5(uuid.NAMESPACE_URL, f"conveyor-test:{system}/{number}")),
         "type": "production_order",
         "source": system,
         "key": f"PO-{number:06d}",
