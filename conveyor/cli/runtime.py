@@ -28,21 +28,26 @@ def _connector(app: AppContext, system: str) -> Connector:
         raise click.ClickException(str(exc)) from None
 
 
-def say_stand_in(connector: Connector) -> None:
-    """One line on stderr when ``connector`` stands in for a real system."""
-    if connector.stand_in:
+def say_stand_in(connector: Connector, *, quiet: bool = False) -> None:
+    """One line on stderr when ``connector`` stands in for a real system (not with ``quiet``:
+    JSON output says ``stand_in`` instead)."""
+    if connector.stand_in and not quiet:
         click.echo(
             f"{connector.name}: stand-in connector ({connector.kind}), not a real system", err=True
         )
 
 
-def say_stand_ins(project: Project, names: Iterable[str], *, what: str = "") -> None:
-    """One line on stderr per declared system in ``names`` whose connector is a stand-in
-    (``what`` says what it stands in for, e.g. "stock snapshot"). Systems that are not declared,
-    or whose connector does not load, are left to the command to report."""
+def say_stand_ins(
+    project: Project, names: Iterable[str], *, what: str = "", quiet: bool = False
+) -> list[str]:
+    """The systems in ``names`` whose connector is a stand-in, each said in one line on stderr
+    unless ``quiet`` (JSON output carries the list instead). ``what`` says what the stand-in
+    gives, e.g. "snapshot". Systems that are not declared, or whose connector does not load, are
+    left to the command to report."""
     from conveyor.errors import ConfigError
     from conveyor.runtime import registry
 
+    found = []
     for name in names:
         declared = project.systems.get(name)
         if declared is None:
@@ -52,11 +57,14 @@ def say_stand_ins(project: Project, names: Iterable[str], *, what: str = "") -> 
         except ConfigError:
             continue
         if cls.stand_in:
-            click.echo(
-                f"{name}: {what + ' from a ' if what else ''}stand-in connector ({cls.kind}), "
-                "not a real system",
-                err=True,
-            )
+            found.append(name)
+            if not quiet:
+                click.echo(
+                    f"{name}: {what + ' from a ' if what else ''}stand-in connector "
+                    f"({cls.kind}), not a real system",
+                    err=True,
+                )
+    return found
 
 
 def _problems(items: list[dict[str, Any]]) -> None:
@@ -117,7 +125,7 @@ def poll(
         return
     if not connector.supports("poll"):
         raise click.ClickException(f"system {system!r} ({connector.kind}) does not poll")
-    say_stand_in(connector)
+    say_stand_in(connector, quiet=as_json)
     engine = _engine(app)
     problems: list[dict[str, Any]] = []
     try:
@@ -198,7 +206,7 @@ def receive(app: AppContext, system: str, batch_size: int | None, local_json: bo
     connector = _connector(app, system)
     if not connector.supports("receive"):
         raise click.ClickException(f"system {system!r} ({connector.kind}) does not receive")
-    say_stand_in(connector)
+    say_stand_in(connector, quiet=app.as_json or local_json)
     engine = _engine(app)
     problems: list[dict[str, Any]] = []
     try:

@@ -4,7 +4,10 @@
 maps and accepts them in batches (``conveyor.mapping.ingest``) and stores the cursor after each
 batch in that batch's transaction: a crash repeats at most the batch that was not committed, and
 the ledger's dedupe by business key makes the repeat harmless. Unmappable records are parked and
-never hold the cursor back.
+never hold the cursor back. Records are mapped with the system's inbound mapping for their type;
+where the system has none, a record that is already a canonical message of that system is taken
+as it is (connectors that speak the canonical model, such as the ``fake`` stand-in, need no
+mapping file) and anything else is parked, to be replayed once a mapping exists.
 
 ``receive_units`` takes what a receiving connector holds (files, AMQP messages, HTTP bodies): each
 unit's records are accepted or parked and committed, and only then is the unit acknowledged to its

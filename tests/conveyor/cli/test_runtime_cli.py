@@ -233,3 +233,19 @@ def test_run_and_reconcile_say_when_a_stand_in_is_used(
     assert code == 0, err
     assert "line1: snapshot from a stand-in connector (fake), not a real system" in err
     assert "hub:" not in err
+
+
+def test_json_output_carries_the_stand_ins_instead_of_a_line(plant: Path, tmp_path: Path) -> None:
+    assert run(plant, "db", "upgrade")[0] == 0
+    code, out, err = run(plant, "--json", "run", "--until-idle", "--timeout", "30")
+    assert code == 0, err
+    assert json.loads(out)["stand_ins"] == ["mes"]
+    assert "stand-in" not in err
+    code, out, err = run(
+        plant, "--json", "reconcile", "--systems", "line1,hub", "--out", str(tmp_path / "r")
+    )
+    assert code == 0, err
+    assert json.loads(out)["stand_ins"] == ["line1"]
+    code, out, err = run(plant, "--json", "poll", "line1", "--type", "production_order")
+    assert json.loads(out)["stand_in"] is True
+    assert "stand-in" not in err
