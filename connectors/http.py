@@ -56,7 +56,7 @@ from urllib.request import getproxies, proxy_bypass
 
 import httptools
 
-from connectors.base import Connector, SendResult
+from conveyor.connector import Connector, SendResult
 from conveyor.errors import (
     AmbiguousDeliveryError,
     ConfigError,
@@ -338,7 +338,7 @@ class RestConnector(Connector):
     """Posts documents to a REST endpoint (see the module docstring)."""
 
     kind = "rest"
-    capabilities: ClassVar[frozenset[str]] = frozenset({"send"})
+    capabilities: ClassVar[frozenset[str]] = frozenset({"send", "lookup", "idempotency_key"})
     config_schema: ClassVar[dict[str, Any]] = {
         "type": "object",
         "required": ["url"],
@@ -374,14 +374,10 @@ class RestConnector(Connector):
         self._origins_lock = threading.Lock()
         self._routes: dict[str, tuple[_Origin, str, str]] = {}
         """Per message type: the origin, the full URL and the request-line target of ``url``."""
-
-    def supports(self, capability: str) -> bool:
-        """``send`` always; ``lookup`` with a ``lookup_url``; ``idempotency_key`` with a header."""
-        if capability == "lookup":
-            return self.lookup_url is not None
-        if capability == "idempotency_key":
-            return self.idempotency_header is not None
-        return super().supports(capability)
+        if self.lookup_url is None:
+            self.narrow_capabilities("lookup")
+        if self.idempotency_header is None:
+            self.narrow_capabilities("idempotency_key")
 
     def _fixed_headers(self) -> dict[str, str]:
         """Headers of every request: settings, auth (made on first use: a missing secret is a

@@ -42,9 +42,9 @@ def main(ctx: click.Context, project: str | None, as_json: bool) -> None:
 
 
 def _register() -> None:
-    from conveyor.cli import delivery, ledger, mapping, reconcile
+    from conveyor.cli import delivery, ledger, mapping, reconcile, runtime
 
-    for module in (ledger, mapping, delivery, reconcile):
+    for module in (ledger, mapping, delivery, reconcile, runtime):
         module.register(main)
 
 

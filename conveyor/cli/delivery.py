@@ -87,6 +87,9 @@ def run(
         )
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
+    from conveyor.cli.runtime import say_stand_ins
+
+    stand_ins = say_stand_ins(project, worker.targets, quiet=app.as_json)
 
     def _stop(_signum: int, _frame: Any) -> None:
         worker.stop()
@@ -104,6 +107,7 @@ def run(
         "seconds": round(result.seconds, 3),
         "published": result.published,
         **result.counters,
+        "stand_ins": stand_ins,
     }
     if app.as_json:
         emit_json(summary)

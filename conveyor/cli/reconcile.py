@@ -217,6 +217,10 @@ def reconcile(
     names = [s.strip() for s in systems.split(",") if s.strip()]
     options_snapshots = _parse_snapshots(snapshot_items)
     as_of = _parse_as_of(as_of_text)
+    from conveyor.cli.runtime import say_stand_ins
+
+    from_connectors = [n for n in names if n not in options_snapshots]
+    stand_ins = say_stand_ins(app.project, from_connectors, what="snapshot", quiet=app.as_json)
     outcome = _run(
         app,
         names,
@@ -242,6 +246,7 @@ def reconcile(
                 "reports": outcome.reports,
                 "inputs": [s.info() for s in outcome.snapshots],
                 "alerts": sum(1 for a in outcome.alerts if a.status == "accepted"),
+                "stand_ins": stand_ins,
             }
         )
     else:

@@ -48,9 +48,9 @@ from sqlalchemy import cast as sql_cast
 from sqlalchemy.dialects.postgresql import ARRAY
 
 from conveyor import messages as canonical
-from conveyor.delivery.liveness import alive_clause
 from conveyor.delivery.ordering import earlier_open
 from conveyor.ledger.models import DeliveryRow, MessageRow, UTCDateTime
+from conveyor.transport.liveness import alive_clause
 
 deliveries_t = cast(Table, DeliveryRow.__table__)
 messages_t = cast(Table, MessageRow.__table__)

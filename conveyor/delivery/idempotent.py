@@ -15,7 +15,7 @@ import uuid
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from connectors.base import Connector, SendResult
+from conveyor.connector import Connector, SendResult
 from conveyor.errors import NeedsCheckError
 
 KEY_NAMESPACE = uuid.UUID("5f1c2b0e-8a53-4f0e-9a54-6f3c7d1e2a90")

@@ -26,8 +26,8 @@ from typing import Any, cast
 
 from sqlalchemy import Engine, Table, and_, delete, func, or_, select, update
 
-from conveyor.delivery.notify import notify_outbox
 from conveyor.ledger.models import DeliveryRow, OutboxRow, utcnow
+from conveyor.transport.notify import notify_outbox
 
 deliveries_t = cast(Table, DeliveryRow.__table__)
 outbox_t = cast(Table, OutboxRow.__table__)

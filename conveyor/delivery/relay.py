@@ -17,11 +17,11 @@ from sqlalchemy import BigInteger, Engine, Integer, Table, any_, bindparam, sele
 from sqlalchemy.dialects.postgresql import ARRAY
 
 from conveyor.config import RetryPolicy
-from conveyor.delivery.notify import OutboxSignal
-from conveyor.delivery.retry import backoff_delay
 from conveyor.errors import TransientError
 from conveyor.ledger.models import DeliveryRow, MessageRow, OutboxRow, UTCDateTime, utcnow
+from conveyor.retry import backoff_delay
 from conveyor.transport.base import Envelope, Transport
+from conveyor.transport.notify import OutboxSignal
 
 log = logging.getLogger(__name__)
 

@@ -19,8 +19,8 @@ from sqlalchemy import Engine, Table, case, false, select, update
 
 from conveyor import messages as canonical
 from conveyor.delivery.batch_sql import message_of
-from conveyor.delivery.notify import notify_outbox
 from conveyor.ledger.models import DeliveryRow, MessageRow, OutboxRow, utcnow
+from conveyor.transport.notify import notify_outbox
 
 deliveries_t = cast(Table, DeliveryRow.__table__)
 messages_t = cast(Table, MessageRow.__table__)

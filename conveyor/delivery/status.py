@@ -11,9 +11,9 @@ from typing import Any, cast
 
 from sqlalchemy import Engine, Table, func, select
 
-from conveyor.delivery.liveness import DEFAULT_STALE_AFTER_S
-from conveyor.delivery.models import workers_t
 from conveyor.ledger.models import DeliveryRow, MessageRow, OutboxRow, utcnow
+from conveyor.transport.liveness import DEFAULT_STALE_AFTER_S
+from conveyor.transport.models import workers_t
 
 deliveries_t = cast(Table, DeliveryRow.__table__)
 messages_t = cast(Table, MessageRow.__table__)

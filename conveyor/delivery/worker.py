@@ -40,15 +40,7 @@ from sqlalchemy import Engine, Table, and_, case, func, or_, select, true, updat
 from conveyor.config import RetryPolicy
 from conveyor.delivery.batch_sql import BatchStatements, Recorded
 from conveyor.delivery.idempotent import business_key, deliver, idempotency_key
-from conveyor.delivery.liveness import (
-    DEFAULT_INTERVAL_S,
-    DEFAULT_STALE_AFTER_S,
-    Liveness,
-    alive_clause,
-    new_worker_id,
-)
 from conveyor.delivery.ordering import FINAL, blocker_of
-from conveyor.delivery.retry import HOLD_DELAY_S, backoff_delay
 from conveyor.errors import (
     AmbiguousDeliveryError,
     ConfigError,
@@ -56,11 +48,19 @@ from conveyor.errors import (
     is_transient,
 )
 from conveyor.ledger.models import DeliveryRow, MessageRow, utcnow
+from conveyor.retry import HOLD_DELAY_S, backoff_delay
 from conveyor.transport.base import Job, Transport
+from conveyor.transport.liveness import (
+    DEFAULT_INTERVAL_S,
+    DEFAULT_STALE_AFTER_S,
+    Liveness,
+    alive_clause,
+    new_worker_id,
+)
 
 if TYPE_CHECKING:
-    from connectors.base import Connector
     from conveyor.config import Project
+    from conveyor.connector import Connector
 
 log = logging.getLogger(__name__)
 
@@ -530,7 +530,7 @@ class Worker:
             cache = self._local.connectors = {}
         connector = cache.get(target)
         if connector is None:
-            from connectors.registry import create
+            from conveyor.runtime.registry import create
 
             if self.project is None:
                 raise ConfigError(f"no connector for target {target!r}")

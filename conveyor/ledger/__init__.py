@@ -7,6 +7,6 @@ all in one transaction. Rejected records are parked in the same transaction, nev
 
 from __future__ import annotations
 
-from conveyor.ledger.core import AcceptResult, Ledger, Origin, Position
+from conveyor.ledger.core import AcceptResult, Checkpoint, Ledger, Origin, Position
 
-__all__ = ["AcceptResult", "Ledger", "Origin", "Position"]
+__all__ = ["AcceptResult", "Checkpoint", "Ledger", "Origin", "Position"]

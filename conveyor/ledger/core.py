@@ -45,6 +45,10 @@ checkpoints_t = cast(Table, CheckpointRow.__table__)
 
 Status = Literal["accepted", "duplicate", "rejected"]
 
+RECEIVED_PREFIX = "received:"
+"""Checkpoint rows whose stream starts with this mark a received unit (by content hash) as
+taken in; they are not cursors, so listing and clearing cursors leaves them alone."""
+
 
 @dataclass(frozen=True)
 class Origin:
@@ -88,6 +92,15 @@ class AcceptResult:
         if self.parked_id is not None:
             d["parked_id"] = self.parked_id
         return d
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """A connector's position in one of its streams: saved with the records it covers."""
+
+    system: str
+    stream: str
+    cursor: str
 
 
 @dataclass(frozen=True)
@@ -142,14 +155,23 @@ class Ledger:
         return self.accept_batch([record], [origin])[0]
 
     def accept_batch(
-        self, records: Sequence[Any], origins: Sequence[Origin | None] | None = None
+        self,
+        records: Sequence[Any],
+        origins: Sequence[Origin | None] | None = None,
+        *,
+        checkpoint: Checkpoint | None = None,
+        conn: Connection | None = None,
     ) -> list[AcceptResult]:
         """Validate and store ``records`` in one transaction; one result per record, in order.
 
         Duplicates (same source + key as a stored message, or earlier in the batch) change nothing.
         Invalid records are parked with their problems. Valid ones update stock positions and get
-        one
-        delivery + outbox row per route target.
+        one delivery + outbox row per route target.
+
+        ``checkpoint`` (a connector's cursor after these records) is saved in the same transaction,
+        so a crash loses the batch and its cursor together, never one without the other. Pass
+        ``conn`` to run inside a caller's transaction (the inbound driver parks unmappable records
+        of the batch in it too); without it the ledger opens and commits its own.
         """
         origins = list(origins) if origins is not None else [None] * len(records)
         results: list[AcceptResult] = [AcceptResult("rejected") for _ in records]
@@ -180,15 +202,30 @@ class Ledger:
             seen.add(identity)
             valid[index] = message
 
-        with self.engine.begin() as conn:
-            if valid:
-                self._store(conn, valid, results)
-            rejected = [(i, records[i]) for i, r in enumerate(results) if r.status == "rejected"]
-            if rejected:
-                ids = self._park_rejected(conn, rejected, results)
-                for (index, _), parked_id in zip(rejected, ids, strict=True):
-                    results[index].parked_id = parked_id
+        if conn is None:
+            with self.engine.begin() as own:
+                self._write_batch(own, records, valid, results, checkpoint)
+        else:
+            self._write_batch(conn, records, valid, results, checkpoint)
         return results
+
+    def _write_batch(
+        self,
+        conn: Connection,
+        records: Sequence[Any],
+        valid: dict[int, canonical.Message],
+        results: list[AcceptResult],
+        checkpoint: Checkpoint | None,
+    ) -> None:
+        if valid:
+            self._store(conn, valid, results)
+        rejected = [(i, records[i]) for i, r in enumerate(results) if r.status == "rejected"]
+        if rejected:
+            ids = self._park_rejected(conn, rejected, results)
+            for (index, _), parked_id in zip(rejected, ids, strict=True):
+                results[index].parked_id = parked_id
+        if checkpoint is not None:
+            self.save_checkpoint(checkpoint.system, checkpoint.stream, checkpoint.cursor, conn)
 
     def _store(
         self, conn: Connection, valid: dict[int, canonical.Message], results: list[AcceptResult]
@@ -763,6 +800,34 @@ class Ledger:
                 )
             ).scalar_one_or_none()
 
+    def has_received(self, system: str, content_hash: str) -> bool:
+        """True when a unit with ``content_hash`` of ``system`` was already taken in."""
+        return self.checkpoint(system, received_mark(system, content_hash, "").stream) is not None
+
+    def checkpoints(self, system: str) -> dict[str, str]:
+        """Every saved cursor of ``system`` by stream (received-unit marks left out)."""
+        with read_connection(self.engine) as conn:
+            rows = conn.execute(
+                select(checkpoints_t.c.stream, checkpoints_t.c.cursor)
+                .where(
+                    checkpoints_t.c.system == system,
+                    ~checkpoints_t.c.stream.startswith(RECEIVED_PREFIX, autoescape=True),
+                )
+                .order_by(checkpoints_t.c.stream)
+            ).all()
+        return {r.stream: r.cursor for r in rows}
+
+    def clear_checkpoint(self, system: str, stream: str | None = None) -> int:
+        """Forget the cursor of one stream of ``system`` (every stream when ``stream`` is None):
+        the next poll starts from the connector's configured start. Returns how many were
+        cleared. Received-unit marks are kept (they are no cursor)."""
+        condition = checkpoints_t.c.system == system
+        if stream is not None:
+            condition = condition & (checkpoints_t.c.stream == stream)
+        condition = condition & ~checkpoints_t.c.stream.startswith(RECEIVED_PREFIX, autoescape=True)
+        with self.engine.begin() as conn:
+            return conn.execute(checkpoints_t.delete().where(condition)).rowcount
+
     def save_checkpoint(
         self, system: str, stream: str, cursor: str, conn: Connection | None = None
     ) -> None:
@@ -780,6 +845,16 @@ class Ledger:
             return
         with self.engine.begin() as own:
             own.execute(stmt)
+
+
+def received_mark(system: str, content_hash: str, unit: str) -> Checkpoint:
+    """The checkpoint row that marks a received unit as taken in (its cursor names the unit).
+
+    A hash too long for the stream column is hashed again: the mark only has to be stable."""
+    stream = RECEIVED_PREFIX + content_hash
+    if len(stream) > 100:
+        stream = RECEIVED_PREFIX + "sha256:" + hashlib.sha256(content_hash.encode()).hexdigest()
+    return Checkpoint(system, stream, unit or "-")
 
 
 def _parked_row(
@@ -881,4 +956,13 @@ def _escape_like(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
-__all__ = ["NO_LOT", "AcceptResult", "Ledger", "Origin", "Position"]
+__all__ = [
+    "NO_LOT",
+    "RECEIVED_PREFIX",
+    "AcceptResult",
+    "Checkpoint",
+    "Ledger",
+    "Origin",
+    "Position",
+    "received_mark",
+]

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from connectors.base import RawRecord
+from conveyor.connector import RawRecord
 from conveyor.errors import UnreadableFileError, UnreadableRecordError
 from conveyor.limits import Limits, current
 from conveyor.redact import clip

@@ -82,7 +82,7 @@ def open_snapshots(
 ) -> list[Snapshot]:
     """A snapshot per system: its file when one is given, else its connector (or the hub's
     ledger for the system named ``hub``)."""
-    from connectors import registry
+    from conveyor.runtime import registry
 
     unknown = set(options.snapshots) - set(options.systems)
     if unknown:

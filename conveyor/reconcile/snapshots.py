@@ -45,7 +45,7 @@ from conveyor.quantity import QuantityError, format_quantity, parse_quantity
 if TYPE_CHECKING:
     from sqlalchemy import Engine
 
-    from connectors.base import Connector
+    from conveyor.connector import Connector
     from conveyor.reconcile.reference import Reference
 
 SEP = "\x1f"

@@ -11,7 +11,7 @@ Features:
 - a claimed row names its consumer (``claimed_by``); a consumer registers in ``delivery_workers``
   and keeps a heartbeat, and rows held by a consumer that died or stopped are fetched again;
 - ``retry_later`` sets ``available_at``, the retry delay, to the millisecond;
-- on PostgreSQL consumers wake on ``NOTIFY conveyor_outbox`` (see ``conveyor.delivery.notify``),
+- on PostgreSQL consumers wake on ``NOTIFY conveyor_outbox`` (see ``conveyor.transport.notify``),
   otherwise they poll (``poll_s``, default 0.2 s on SQLite, 1 s on PostgreSQL).
 
 Options (``transport:`` in ``conveyor.yaml``, or ``options=``): ``poll_s``, ``stale_after_s``,
@@ -28,10 +28,10 @@ from typing import Any, cast
 from sqlalchemy import Engine, Table, bindparam, case, func, or_, select, update
 
 from conveyor.config import RetryPolicy
-from conveyor.delivery.liveness import DEFAULT_STALE_AFTER_S, Liveness, alive_clause, new_worker_id
-from conveyor.delivery.notify import OutboxSignal, notify_outbox
 from conveyor.ledger.models import OutboxRow, utcnow
 from conveyor.transport.base import Depth, Envelope, Job
+from conveyor.transport.liveness import DEFAULT_STALE_AFTER_S, Liveness, alive_clause, new_worker_id
+from conveyor.transport.notify import OutboxSignal, notify_outbox
 
 outbox_t = cast(Table, OutboxRow.__table__)
 

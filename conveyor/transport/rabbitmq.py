@@ -17,7 +17,7 @@ Topology (declared idempotently at start and after every reconnect; ``P`` is the
 - ``P.delay`` (headers exchange) → ``P.delay.<ms>ms`` — one quorum queue per retry delay with
   ``x-message-ttl``, dead-lettering back to ``P`` with the original routing key, at-least-once
   (``x-dead-letter-strategy``, RabbitMQ 3.10+; with ``x-overflow: reject-publish``). The ladder of
-  delays is ``conveyor.delivery.retry.delay_tiers(policy)``.
+  delays is ``conveyor.retry.delay_tiers(policy)``.
 
 Features:
 - deliveries are packed: the relay's batch is published as broker messages carrying up to ``pack``
@@ -66,8 +66,8 @@ from pika.adapters.select_connection import SelectConnection
 from pika.channel import Channel
 
 from conveyor.config import RetryPolicy
-from conveyor.delivery.retry import backoff_delay, delay_tiers, pick_tier
 from conveyor.errors import ConfigError, TransientError
+from conveyor.retry import backoff_delay, delay_tiers, pick_tier
 from conveyor.transport.base import Depth, Envelope, Job, pack_body
 
 log = logging.getLogger(__name__)

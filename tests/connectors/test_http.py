@@ -25,7 +25,6 @@ from typing import Any
 
 import pytest
 
-from connectors import registry
 from connectors.http import RestConnector
 from conveyor.errors import (
     AmbiguousDeliveryError,
@@ -34,6 +33,7 @@ from conveyor.errors import (
     TransientError,
     is_transient,
 )
+from conveyor.runtime import registry
 from tests.support.recording_target import RecordingTarget
 
 

@@ -135,7 +135,7 @@ def test_mapping_change_shows_in_trace(project: Project, ledger: Ledger) -> None
 
 
 def _raw(data: dict[str, str]) -> object:
-    from connectors.base import RawRecord
+    from conveyor.connector import RawRecord
 
     return RawRecord(data, file="output.csv", line=2)
 
@@ -143,7 +143,7 @@ def _raw(data: dict[str, str]) -> object:
 def test_parked_stock_row_is_replayed_as_a_one_row_snapshot(
     project: Project, ledger: Ledger
 ) -> None:
-    from connectors.base import RawRecord
+    from conveyor.connector import RawRecord
 
     engine = MappingEngine.load(project)
     rows = [

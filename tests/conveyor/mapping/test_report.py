@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from connectors.base import RawRecord
 from conveyor.config import Project
+from conveyor.connector import RawRecord
 from conveyor.ledger import Ledger
 from conveyor.mapping import MappingEngine
 from conveyor.mapping.ingest import ingest_records

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from connectors import registry
 from connectors.fake import FakeConnector
 from conveyor.config import SystemConfig
 from conveyor.errors import ConfigError, RejectedError, TransientError
+from conveyor.runtime import registry
 
 
 def test_load_by_entry_point_and_path() -> None:
@@ -35,7 +35,8 @@ def test_fake_connector_behaviour(monkeypatch: pytest.MonkeyPatch) -> None:
         SystemConfig(name="sap", connector="fake", settings={"fail_first": 1})
     )
     assert connector.supports("send")
-    assert not connector.supports("poll")
+    assert connector.supports("poll")
+    assert not connector.supports("idempotency_key")
     with pytest.raises(TransientError):
         connector.send({"a": 1}, message_type="production_output", key="K/1")
     first = connector.send({"a": 1}, message_type="production_output", key="K/1")

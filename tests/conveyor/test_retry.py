@@ -7,7 +7,7 @@ import random
 import pytest
 
 from conveyor.config import RetryPolicy
-from conveyor.delivery.retry import HOLD_DELAY_S, backoff_delay, delay_tiers, pick_tier
+from conveyor.retry import HOLD_DELAY_S, backoff_delay, delay_tiers, pick_tier
 
 POLICY = RetryPolicy(max_attempts=8, base_delay_s=1.0, max_delay_s=300.0)
 

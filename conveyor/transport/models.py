@@ -1,4 +1,5 @@
-"""Delivery tables that are not the ledger's own: the running workers and their heartbeats."""
+"""Tables of the transport that are not the ledger's own: the running consumers (delivery workers,
+embedded consumers) and their heartbeats."""
 
 from __future__ import annotations
 

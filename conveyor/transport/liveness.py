@@ -19,8 +19,8 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, Engine, and_, exists, insert, select, update
 
-from conveyor.delivery.models import workers_t
 from conveyor.ledger.models import utcnow
+from conveyor.transport.models import workers_t
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ from functools import cache
 from importlib.metadata import entry_points
 from typing import Any
 
-from connectors.base import Connector
+from conveyor.connector import Connector
 from conveyor.errors import ConfigError
 
 log = logging.getLogger(__name__)
