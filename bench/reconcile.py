@@ -117,7 +117,7 @@ def run_conveyor(folder: Path) -> dict[str, Any]:
     import conveyor.reconcile.columnar  # noqa: F401
     from conveyor.reconcile.reference import NoReference
     from conveyor.reconcile.service import compare_snapshots
-    from conveyor.reconcile.snapshots import CanonicalCsvSnapshot
+    from conveyor.reconcile.sources import CanonicalCsvSnapshot
     from conveyor.reconcile.tolerance import Tolerance
 
     reference = NoReference()

@@ -5,7 +5,7 @@ How it stays exact and says the same things:
 
 - ``read_canonical_csv`` reads a canonical CSV with ``pyarrow.csv`` (material, location, lot and
   uom dictionary-encoded; quantities kept as text) and checks whole columns against the rules the
-  row reader's bulk check applies (``snapshots._bulk_valid``). A file that breaks any of them
+  row reader's bulk check applies (``sources.base._bulk_valid``). A file that breaks any of them
   (an invalid quantity, an empty code, a short row…), needs a unit conversion, or gives a
   material another unit than the run knows, is read by the csv-module reader instead: it says
   exactly what is wrong with which row, and its rows join as chunks (``ColumnarComparison.add``);
@@ -41,12 +41,12 @@ import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 
 from conveyor.reconcile.compare import Comparison, Line, LineMaker, Result, Transit, same_units
-from conveyor.reconcile.snapshots import LIMITS, SEP, Chunk, Unmapped, canonical_positions
+from conveyor.reconcile.sources import LIMITS, SEP, Chunk, Unmapped, canonical_positions
 from conveyor.reconcile.tolerance import Tolerance
 
 if TYPE_CHECKING:
     from conveyor.reconcile.reference import Reference
-    from conveyor.reconcile.snapshots import CanonicalCsvSnapshot, Progress, SnapshotStore
+    from conveyor.reconcile.sources import CanonicalCsvSnapshot, Progress, SnapshotStore
 
 Codes = npt.NDArray[np.integer[Any]]
 

@@ -42,7 +42,7 @@ from operator import attrgetter, itemgetter, methodcaller
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from conveyor.quantity import format_quantity, parse_quantity
-from conveyor.reconcile.snapshots import SEP, Chunk, Unmapped
+from conveyor.reconcile.sources import SEP, Chunk, Unmapped
 from conveyor.reconcile.tolerance import Rule, Tolerance
 
 if TYPE_CHECKING:

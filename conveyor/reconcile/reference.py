@@ -94,7 +94,7 @@ def read_raw_file(path: Path, options: CsvOptions | None = None) -> Records:
     detect GBK/GB18030 and the dialect), or XML (one record per B2MML ``MaterialLot`` element,
     else per child of the root element)."""
     if path.suffix.lower() == ".xml":
-        from conveyor.reconcile.snapshots import xml_records
+        from conveyor.reconcile.sources.xml import xml_records
 
         yield from xml_records(path)
         return

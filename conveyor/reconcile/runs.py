@@ -32,7 +32,7 @@ from conveyor.reconcile.models import (
     ReconciliationSnapshotRow,
 )
 from conveyor.reconcile.reports import Report
-from conveyor.reconcile.snapshots import Snapshot
+from conveyor.reconcile.sources import Snapshot
 
 RESOLUTIONS = ("timing_difference", "counting_error", "posting_error", "master_data_error", "open")
 """How a difference is classified; ``open`` means still under investigation."""

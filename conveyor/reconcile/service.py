@@ -16,7 +16,7 @@ from conveyor.errors import ConfigError
 from conveyor.ledger.models import utcnow
 from conveyor.reconcile.compare import Comparison, Result, Transit
 from conveyor.reconcile.reference import Reference, load_reference
-from conveyor.reconcile.snapshots import (
+from conveyor.reconcile.sources import (
     CanonicalCsvSnapshot,
     HubSnapshot,
     Progress,

@@ -26,7 +26,7 @@ from conveyor.reconcile.compare import Comparison, Line, Result, Transit, join_k
 from conveyor.reconcile.reference import Reference
 from conveyor.reconcile.runs import RunStore
 from conveyor.reconcile.service import RunOptions, RunOutcome, run_reconciliation
-from conveyor.reconcile.snapshots import CanonicalCsvSnapshot, Chunk
+from conveyor.reconcile.sources import CanonicalCsvSnapshot, Chunk
 from conveyor.reconcile.tolerance import Tolerance
 
 from .masterdata import Costs as _Costs
@@ -643,7 +643,7 @@ def test_the_engine_does_not_load_pandas(tmp_path: Path) -> None:
         "import sys\n"
         "from pathlib import Path\n"
         "from conveyor.reconcile.columnar import ColumnarComparison\n"
-        "from conveyor.reconcile.snapshots import CanonicalCsvSnapshot\n"
+        "from conveyor.reconcile.sources import CanonicalCsvSnapshot\n"
         f"folder = Path({str(tmp_path)!r})\n"
         "c = ColumnarComparison(['erp', 'wms'])\n"
         "for s in ('erp', 'wms'):\n"

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from conveyor.reconcile.compare import ZERO, Comparison, Line, Transit, _by_report_order, join_key
-from conveyor.reconcile.snapshots import Chunk
+from conveyor.reconcile.sources import Chunk
 from conveyor.reconcile.tolerance import Tolerance
 
 from .masterdata import Costs, Material

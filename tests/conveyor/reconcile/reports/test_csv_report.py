@@ -11,7 +11,7 @@ import pytest
 from conveyor.reconcile.compare import Comparison
 from conveyor.reconcile.reports import needs_neutralising, neutralise, report_from_result
 from conveyor.reconcile.reports.csv_report import write
-from conveyor.reconcile.snapshots import Chunk
+from conveyor.reconcile.sources import Chunk
 
 
 @pytest.mark.parametrize(

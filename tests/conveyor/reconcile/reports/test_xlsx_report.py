@@ -13,7 +13,7 @@ from openpyxl import load_workbook
 from conveyor.reconcile.compare import Comparison
 from conveyor.reconcile.reports import Report, report_from_result
 from conveyor.reconcile.reports.xlsx_report import write
-from conveyor.reconcile.snapshots import Chunk, Unmapped
+from conveyor.reconcile.sources import Chunk, Unmapped
 
 
 def _report(rows: int = 6) -> Report:
