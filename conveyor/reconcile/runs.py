@@ -22,7 +22,7 @@ from sqlalchemy import Engine, Table, func, select
 from conveyor.errors import TerminalError
 from conveyor.ledger.models import utcnow
 from conveyor.quantity import format_quantity, parse_quantity
-from conveyor.reconcile.compare import MATCH, Line, Result, join_key
+from conveyor.reconcile.lines import MATCH, Line, Result, join_key
 from conveyor.reconcile.models import (
     ReconciliationApprovalRow,
     ReconciliationInputRow,

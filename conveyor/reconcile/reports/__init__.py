@@ -16,7 +16,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from conveyor.reconcile.compare import ExactRow, Line, Result
+from conveyor.reconcile.lines import ExactRow, Line, Result
 
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 REPORT_FILES = ("report.json", "report.csv", "report.xlsx", "report.html")
