@@ -154,7 +154,12 @@ class CsvColumns:
 def read_canonical_csv(path: Path, *, reference: Reference | None = None) -> CsvColumns | None:
     """``path`` read by columns, or None when its rows must go through the csv-module reader:
     a value the bulk check would refuse, a row the Arrow reader cannot take as the csv module
-    does, a unit that master data converts, or no rows at all."""
+    does, a unit that master data converts, text in another encoding than UTF-8 (the row reader
+    detects it), or no rows at all."""
+    from conveyor.mapping.readers import file_encoding
+
+    if file_encoding(path) not in ("utf-8", "utf-8-sig"):
+        return None
     try:
         with path.open(encoding="utf-8-sig", newline="") as fh:
             raw = next(csv.reader(fh), [])

@@ -31,6 +31,9 @@ CANONICAL_CSV_REQUIRED = ("material", "location", "quantity", "uom")
 _BAD_QUANTITY = re.compile(r"^(?!-?[0-9]{1,26}(?:\.[0-9]{1,12})?$)", re.M)
 _LONG_VALUE = re.compile(r"(?:^|\x1f)[^\x1f\n]{101}", re.M)
 
+ESCAPED = re.compile("[\udc80-\udcff]")
+"""A byte that was not text in the file's encoding (read with ``errors="surrogateescape"``)."""
+
 Progress = Callable[[int], None]
 """Called with how much was read since the last call (bytes for files, rows otherwise)."""
 
@@ -231,6 +234,8 @@ class Snapshot:
         self.lots_seen = False
         self.mapping_version: str | None = None
         self.stored_path: str | None = None
+        self.encoding: str | None = None
+        """The text encoding a file was read in (as detected), once read."""
 
     def chunks(
         self, progress: Progress | None = None, store: SnapshotStore | None = None
@@ -387,11 +392,40 @@ def _bulk_valid(chunk: Chunk, *, text: bool) -> bool:
 
 
 def record_text(record: Any) -> str:
-    """A raw record as JSON text (``repr`` when it is not JSON)."""
+    """A raw record as JSON text (``repr`` when it is not JSON; cut short when it is nested too
+    deeply to write out)."""
     try:
         return json.dumps(record, ensure_ascii=False, default=str, sort_keys=True)
     except (TypeError, ValueError):
         return repr(record)
+    except RecursionError:
+        return "(nested too deeply to show)"
+
+
+def undecodable_error(source: str, line: int | None, encoding: str) -> ValidationError:
+    """The error of a row (or line) holding bytes that are not text in ``encoding``."""
+    return ValidationError(
+        [
+            Problem(
+                "$",
+                None,
+                "encoding",
+                f"bytes that are not {encoding} text (the file's encoding, as detected)",
+                file=source,
+                line=line,
+            )
+        ]
+    )
+
+
+def shown(cells: Sequence[str], encoding: str) -> list[str]:
+    """Cells read with ``surrogateescape`` as text: each undecodable byte shown as ``\\xNN``."""
+    return [
+        cell.encode(encoding, "surrogateescape").decode(encoding, "backslashreplace")
+        if ESCAPED.search(cell)
+        else cell
+        for cell in cells
+    ]
 
 
 def parse_time(text: str) -> datetime:

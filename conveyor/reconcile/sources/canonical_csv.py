@@ -1,6 +1,10 @@
 """Source: a canonical CSV file (``material,location,lot,quantity,uom[,description]``), read
-with the csv module in chunks of rows (the columnar reader in ``compare`` takes the files it can
-read by whole columns; this one reads every other and says exactly what is wrong with which row)."""
+with the csv module in chunks of rows (the engine in ``compare`` reads the UTF-8 files it can by
+whole columns; this reader takes every other one and says exactly what is wrong with which row).
+
+Encoding: detected as ingest detects it (``conveyor.mapping.readers.file_encoding``: a BOM decides,
+UTF-8 when the text decodes as UTF-8, else GB18030 for a Chinese export). Bytes that are not text
+in that encoding make their row unmapped (``parse``, with the line), never the whole run fail."""
 
 from __future__ import annotations
 
@@ -14,13 +18,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from conveyor.errors import Problem, ValidationError
+from conveyor.mapping.readers import file_encoding
 from conveyor.reconcile.sources.base import (
     CANONICAL_CSV_REQUIRED,
     CHUNK_ROWS,
+    ESCAPED,
     Chunk,
     Fields,
     Progress,
     Snapshot,
+    shown,
+    undecodable_error,
 )
 from conveyor.reconcile.sources.store import HashingReader, SnapshotStore
 
@@ -54,13 +62,18 @@ class CanonicalCsvSnapshot(Snapshot):
     def chunks(
         self, progress: Progress | None = None, store: SnapshotStore | None = None
     ) -> Iterator[Chunk]:
+        encoding = self.encoding = file_encoding(self.path)
         with self.path.open("rb") as raw:
             hashing = HashingReader(raw, progress)
+            # undecodable bytes become lone surrogates: their rows are listed, the rest is read
             text = io.TextIOWrapper(
-                io.BufferedReader(hashing, 1 << 20), encoding="utf-8-sig", newline=""
+                io.BufferedReader(hashing, 1 << 20),
+                encoding=encoding,
+                errors="surrogateescape",
+                newline="",
             )
             reader = csv.reader(text)
-            header = [h.strip().lower() for h in next(reader, [])]
+            header = [h.strip().lstrip("\ufeff").lower() for h in next(reader, [])]
             positions = canonical_positions(header)
             if positions is None:
                 raise ValidationError(
@@ -92,8 +105,8 @@ class CanonicalCsvSnapshot(Snapshot):
                     break
                 first = line + 1
                 line += len(rows)
-                if min(map(len, rows)) < width:
-                    rows, lines = self._drop_short(rows, first, width)
+                if min(map(len, rows)) < width or ESCAPED.search("".join(map("".join, rows))):
+                    rows, lines = self._drop_bad(rows, first, width)
                     chunk = Chunk(rows, fields, lines=lines)
                 else:
                     chunk = Chunk(rows, fields, first_line=first)
@@ -129,15 +142,24 @@ class CanonicalCsvSnapshot(Snapshot):
         if store is not None:
             self.stored_path = str(store.put_file(self.path, sha256))
 
-    def _drop_short(
+    def _drop_bad(
         self, rows: list[list[str]], first: int, width: int
     ) -> tuple[list[list[str]], list[int | None]]:
         kept: list[list[str]] = []
         lines: list[int | None] = []
         for offset, row in enumerate(rows):
-            if len(row) >= width:
+            undecodable = ESCAPED.search("".join(row))
+            if len(row) >= width and not undecodable:
                 kept.append(row)
                 lines.append(first + offset)
+            elif undecodable:
+                self.rows += 1
+                self._reject(
+                    first + offset,
+                    "parse",
+                    undecodable_error(self.source, first + offset, self.encoding or "utf-8"),
+                    json.dumps(shown(row, self.encoding or "utf-8"), ensure_ascii=False),
+                )
             elif any(cell.strip() for cell in row):
                 self.rows += 1
                 self._reject(
@@ -172,6 +194,7 @@ def canonical_positions(header: Sequence[str]) -> dict[str, int | None] | None:
 
 
 def is_canonical_csv(path: Path) -> bool:
-    with path.open(encoding="utf-8-sig", errors="replace", newline="") as fh:
+    """True when the file's header names the canonical columns (in the file's own encoding)."""
+    with path.open(encoding=file_encoding(path), errors="replace", newline="") as fh:
         header = next(csv.reader(fh), [])
-    return canonical_positions([h.strip().lower() for h in header]) is not None
+    return canonical_positions([h.strip().lstrip("\ufeff").lower() for h in header]) is not None

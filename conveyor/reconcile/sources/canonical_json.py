@@ -1,5 +1,7 @@
 """Source: canonical ``stock_snapshot`` messages in a file (one JSON object, an array, or JSON
-lines), validated against the message schema; no mapping needed."""
+lines), validated against the message schema; no mapping needed. ``json_documents`` reads JSON
+files for every source (a system's own JSON export too): any encoding ingest reads, and a line
+that cannot be read is listed with its line instead of stopping the run."""
 
 from __future__ import annotations
 
@@ -9,7 +11,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from conveyor.errors import Problem, ValidationError
-from conveyor.reconcile.sources.base import CHUNK_ROWS, Chunk, Progress, Snapshot, parse_time
+from conveyor.mapping.readers import file_encoding
+from conveyor.reconcile.sources.base import (
+    CHUNK_ROWS,
+    ESCAPED,
+    Chunk,
+    Progress,
+    Snapshot,
+    parse_time,
+    undecodable_error,
+)
 from conveyor.reconcile.sources.store import SnapshotStore, file_sha256
 
 if TYPE_CHECKING:
@@ -37,7 +48,7 @@ class CanonicalJsonSnapshot(Snapshot):
         self, progress: Progress | None = None, store: SnapshotStore | None = None
     ) -> Iterator[Chunk]:
         self.sha256 = file_sha256(self.path)
-        for line, record in _json_documents(self.path):
+        for line, record in json_documents(self.path):
             if isinstance(record, Exception):
                 self._reject(line, "parse", record, "")
                 continue
@@ -117,32 +128,81 @@ class CanonicalJsonSnapshot(Snapshot):
         return list(zip(message["payload"]["rows"], numbers, strict=True))
 
 
-def _json_documents(path: Path) -> Iterator[tuple[int, Any]]:
-    """Records of a JSON file: one (pretty-printed) object, an array, or JSON lines."""
-    from conveyor.messages import loads, read_records
-
-    text = path.read_bytes().decode("utf-8-sig")
-    if text.lstrip().startswith("{"):
+def json_documents(path: Path) -> Iterator[tuple[int, Any]]:
+    """Records of a JSON file as ``(line, record or the error that kept it from being read)``:
+    one (pretty-printed) object, an array, or JSON lines, in the file's encoding as ingest
+    detects it (``conveyor.mapping.readers.file_encoding``). A JSON line holding bytes that are
+    not text in that encoding, or nested too deeply to read, gives its error (listed with its
+    line) and the other lines are read; a whole document gives one error for itself."""
+    encoding = file_encoding(path)
+    text = path.read_bytes().decode(encoding, errors="surrogateescape").lstrip("\ufeff")
+    source = str(path)
+    head = text.lstrip()
+    deep = False
+    if head.startswith(("{", "[")):
+        escaped = ESCAPED.search(text)
         try:
-            yield 1, loads(text)
+            record = _loads(text)
+        except RecursionError:
+            deep = True
+        except ValueError as exc:
+            if head.startswith("["):
+                yield getattr(exc, "lineno", 1), exc
+                return
+        else:
+            if escaped:
+                yield (
+                    _line_of(text, escaped.start()),
+                    undecodable_error(source, _line_of(text, escaped.start()), encoding),
+                )
+            elif head.startswith("["):
+                if not isinstance(record, list):  # pragma: no cover - "[" opens a list
+                    record = [record]
+                yield from ((index + 1, item) for index, item in enumerate(record))
+            else:
+                yield _line_of(text, len(text) - len(head)), record
             return
-        except ValueError:
-            pass  # not one object: JSON lines
-    yield from read_records(path)
+    for lineno, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        if ESCAPED.search(line):
+            yield lineno, undecodable_error(source, lineno, encoding)
+            continue
+        try:
+            yield lineno, _loads(line)
+        except RecursionError:
+            yield lineno, ValueError(f"JSON nested too deeply to read (line {lineno})")
+            if deep:
+                return  # one document, too deep: one error, not one per line
+        except ValueError as exc:
+            if deep:
+                yield lineno, ValueError(f"JSON nested too deeply to read (line {lineno})")
+                return
+            yield lineno, exc
+        deep = False
+
+
+def _loads(text: str) -> Any:
+    from conveyor.messages import loads
+
+    return loads(text)
+
+
+def _line_of(text: str, offset: int) -> int:
+    return text.count("\n", 0, offset) + 1
 
 
 def is_canonical_json(path: Path) -> bool:
     """True when the first JSON record is a ``stock_snapshot`` message."""
-    from conveyor.messages import loads
-
     with path.open("rb") as fh:
-        head = fh.read(1 << 16).decode("utf-8-sig", errors="replace").lstrip()
+        head = fh.read(1 << 16).decode(file_encoding(path), errors="replace")
+    head = head.lstrip("\ufeff").lstrip()
     if head.startswith("["):
         head = head[1:].lstrip()
     first_line = head.split("\n", 1)[0]
     try:
-        record = loads(first_line)
-    except ValueError:
+        record = _loads(first_line)
+    except (ValueError, RecursionError):
         match = re.search(r'"type"\s*:\s*"([a-z_]+)"', head)
         return bool(match and match.group(1) == "stock_snapshot")
     return isinstance(record, dict) and record.get("type") == "stock_snapshot"

@@ -10,7 +10,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from conveyor.errors import MappingError
+from conveyor.errors import MappingError, Problem, ValidationError
 from conveyor.reconcile.sources.base import (
     CHUNK_ROWS,
     Chunk,
@@ -60,7 +60,7 @@ class MappedSnapshot(Snapshot):
         batch: list[tuple[str, str, str, Decimal, str, str]] = []
         lines: list[int | None] = []
         dated = self.as_of is not None
-        for line, raw in self.records():
+        for line, raw in self._read():
             self.rows += 1
             if progress is not None:
                 progress(1)
@@ -106,6 +106,34 @@ class MappedSnapshot(Snapshot):
             self.sha256 = sha.hexdigest()
             if capture is not None:
                 self.stored_path = str(capture.finish(self.sha256))
+
+    def _read(self) -> Iterator[tuple[int | None, Any]]:
+        """The source's records; a reader that stops on bytes that are not text in the file's
+        encoding, or on data nested too deeply to read, ends the run with an error naming the
+        file and the last line read (instead of a bare decoding error or a traceback)."""
+        line: int | None = None
+        try:
+            for line, raw in self.records():
+                yield line, raw
+        except (UnicodeDecodeError, RecursionError) as exc:
+            after = f"after line {line}" if line is not None else "at its start"
+            what = (
+                f"bytes that are not {exc.encoding} text"
+                if isinstance(exc, UnicodeDecodeError)
+                else "data nested too deeply to read"
+            )
+            raise ValidationError(
+                [
+                    Problem(
+                        "$",
+                        None,
+                        "encoding" if isinstance(exc, UnicodeDecodeError) else "nesting",
+                        f"{what} {after}",
+                        file=self.source,
+                        line=None if line is None else line + 1,
+                    )
+                ]
+            ) from None
 
     def _emit(
         self, batch: list[tuple[str, str, str, Decimal, str, str]], lines: list[int | None]
