@@ -145,7 +145,8 @@ class _Bars:
     "as_of_text",
     metavar="TIME",
     help="Reconcile as of TIME (ISO 8601; without an offset: local time). Default: the "
-    "snapshots' own time, else now.",
+    "snapshots' own time, else now. The hub's stock as of TIME counts the movements that "
+    "occurred by TIME (their occurred_at), whenever the hub accepted them.",
 )
 @click.option(
     "--tolerance",

@@ -129,7 +129,7 @@ def compare_snapshots(
 ) -> tuple[Result, datetime]:
     """Read every snapshot into one comparison and classify it; returns the result and the
     run's ``as_of`` (given, else the latest snapshot time, else now). The hub is read last, at
-    that ``as_of``."""
+    that ``as_of``: by the movements that occurred by then (see ``sources.hub``)."""
     from conveyor.reconcile.compare import Comparison
 
     declared_lotless = any(s.tracks_lots is False for s in snapshots)

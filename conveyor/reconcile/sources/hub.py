@@ -1,4 +1,12 @@
-"""Source: the hub's own stock positions, optionally as they stood at an earlier ``as_of``."""
+"""Source: the hub's own stock positions, optionally as they stood at an earlier ``as_of``.
+
+"As of" means by when a movement *occurred* (``stock_movements.occurred_at``, the time the source
+system gave the event), not when the hub accepted it: the auditor's question is "what stock did
+the hub hold at 18:00 by the movements that happened before 18:00". A consumption posted at 17:55
+and sent to the hub at 18:20 counts; a goods receipt at 19:55 does not, even when the hub took it
+in before the run. (Movements *in transit* — accepted but not yet delivered to a system when its
+snapshot was taken — are a separate question, answered by ``reconcile.transit``.)
+"""
 
 from __future__ import annotations
 
@@ -18,8 +26,9 @@ if TYPE_CHECKING:
 
 
 class HubSnapshot(Snapshot):
-    """The hub's own stock positions; with ``as_of`` in the past, movements accepted later are
-    taken back out, so the hub is seen as it stood then."""
+    """The hub's own stock positions; with ``as_of`` in the past, movements that occurred after
+    it (``occurred_at > as_of``, whenever the hub accepted them) are taken back out, so the hub
+    is seen as it stood then by the movements that had happened."""
 
     kind = "hub"
 
@@ -34,23 +43,18 @@ class HubSnapshot(Snapshot):
     ) -> Iterator[Chunk]:
         from sqlalchemy import select
 
-        from conveyor.ledger.models import MessageRow, StockMovementRow, StockPositionRow
+        from conveyor.ledger.models import StockMovementRow, StockPositionRow
 
         positions = StockPositionRow.__table__
         later: dict[tuple[str, str, str], Decimal] = {}
         if self.as_of is not None:
             movements = StockMovementRow.__table__
-            messages = MessageRow.__table__
-            query = (
-                select(
-                    movements.c.material,
-                    movements.c.location,
-                    movements.c.lot,
-                    movements.c.quantity,
-                )
-                .join(messages, messages.c.id == movements.c.message_pk)
-                .where(messages.c.accepted_at > self.as_of)
-            )
+            query = select(
+                movements.c.material,
+                movements.c.location,
+                movements.c.lot,
+                movements.c.quantity,
+            ).where(movements.c.occurred_at > self.as_of)
             with self.engine.connect() as conn:
                 for r in conn.execute(query):
                     key = (r.material, r.location, r.lot)
