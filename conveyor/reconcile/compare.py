@@ -762,7 +762,7 @@ def _dense(key: Codes, size: int) -> tuple[Codes, int]:
 
 
 class ArrowExact:
-    """The exact matches the columnar engine found: codes of their material, location and lot
+    """The exact matches the engine found: codes of their material, location and lot
     and the reference system's quantity text, made into key strings and sorted on demand."""
 
     def __init__(

@@ -132,8 +132,8 @@ class CanonicalCsvSnapshot(Snapshot):
         progress: Progress | None = None,
         store: SnapshotStore | None = None,
     ) -> None:
-        """Record a read of the whole file by another reader (the columnar one) instead of
-        ``chunks``: every row valid, none unmapped."""
+        """Record a read of the whole file by another reader (the engine's, by whole columns)
+        instead of ``chunks``: every row valid, none unmapped."""
         self.sha256 = sha256
         self.rows = rows
         self.lots_seen = lots_seen
