@@ -1,7 +1,7 @@
 """The rules of a comparison, written once: what a line of material × location × lot is (status,
 variance, value, tolerance, in-transit explanation), and the result a run reports. The engine
 that gathers the rows (``compare.Comparison``) hands every line that is not an exact match to
-``LineMaker`` here, and the exact matches in their compact form (``ExactMatches``).
+``LineMaker`` here, and the exact matches in their compact form (``compare.ArrowExact``).
 
 Vocabulary of ``status``: ``match`` (within tolerance, ``within_tolerance`` tells an exact match
 from a tolerated difference), ``quantity_mismatch``, ``missing_in:<system>[,<system>…]``. A system
@@ -24,13 +24,14 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, Decimal
 from operator import attrgetter, itemgetter
-from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from conveyor.quantity import format_quantity, parse_quantity
 from conveyor.reconcile.sources import SEP, Chunk, Unmapped
 from conveyor.reconcile.tolerance import Rule, Tolerance
 
 if TYPE_CHECKING:
+    from conveyor.reconcile.compare import ArrowExact, Comparison
     from conveyor.reconcile.reference import Reference
 
 ZERO = Decimal(0)
@@ -308,7 +309,7 @@ class LineMaker:
 
     def __init__(
         self,
-        compared: Compared,
+        compared: Comparison,
         tolerance: Tolerance,
         reference: Reference | None,
         transit: Transit | None,
@@ -438,40 +439,6 @@ class LineMaker:
         )
 
 
-class ExactMatches(Protocol):
-    """Exactly matching lines, kept compact (an engine's own form) until a report asks."""
-
-    def __len__(self) -> int: ...
-
-    def key_strings(self) -> list[str]:
-        """Their key strings (in no particular order)."""
-        ...
-
-    def location_counts(self) -> Counter[str]:
-        """How many there are per location."""
-        ...
-
-    def sorted_items(self) -> Iterator[tuple[str, str, str, str, Any]]:
-        """``(key, material, location, lot, quantity)`` by key; the quantity is canonical text or
-        a ``Decimal`` (the reference system's)."""
-        ...
-
-
-class Compared(Protocol):
-    """What a ``Result`` reads from the engine that collected the rows."""
-
-    systems: list[str]
-    lot_level: bool
-    unmapped: list[Unmapped]
-    rows: dict[str, int]
-    aggregated: dict[str, int]
-    descriptions: dict[str, str]
-
-    def unit_of(self, material: str) -> str:
-        """The unit ``material`` is compared in."""
-        ...
-
-
 def _by_report_order(lines: list[Line]) -> None:
     """Sort ``lines`` as reports list them: lines with a value first, by value (largest first),
     then by quantity variance (largest first), then by key — in three stable sorts, last key
@@ -495,10 +462,10 @@ class Result:
 
     def __init__(
         self,
-        comparison: Compared,
+        comparison: Comparison,
         tolerance: Tolerance,
         exceptions: list[Line],
-        exact: ExactMatches | None,
+        exact: ArrowExact | None,
         reference: Reference | None,
     ) -> None:
         self.comparison = comparison
