@@ -6,9 +6,9 @@ with seeded differences (quantity mismatches, rows missing on each side, quantit
 differently but equal). Each side runs in its own subprocess so its peak RSS is its own:
 
 - Conveyor: read the three files, aggregate, classify every line (``CanonicalCsvSnapshot`` +
-  ``compare_snapshots``: the code ``conveyor reconcile`` runs — for canonical CSV files its
-  columnar engine: Arrow's CSV reader, exact matches found by whole columns, every other line
-  classified with exact decimals);
+  ``compare_snapshots``: the code ``conveyor reconcile`` runs — its one engine: Arrow's CSV
+  reader, exact matches found by whole columns, every other line classified with exact
+  decimals);
 - datacompy: ``pandas.read_csv`` of two files (the compared columns) + ``PandasCompare`` on
   material × location × lot, counting matches, mismatches and rows unique to each side.
 
@@ -113,11 +113,11 @@ def generate(folder: Path, rows: int, seed: int = 20261121) -> dict[str, Any]:
 # ---------------------------------------------------------------------------------- sides
 def run_conveyor(folder: Path) -> dict[str, Any]:
     """Conveyor's three-way compare (in this process: call it in a subprocess)."""
-    # the engine compare_snapshots picks for canonical CSV files (imports are not timed)
-    import conveyor.reconcile.columnar  # noqa: F401
+    # the engine compare_snapshots uses (imports are not timed)
+    import conveyor.reconcile.compare  # noqa: F401
     from conveyor.reconcile.reference import NoReference
     from conveyor.reconcile.service import compare_snapshots
-    from conveyor.reconcile.snapshots import CanonicalCsvSnapshot
+    from conveyor.reconcile.sources import CanonicalCsvSnapshot
     from conveyor.reconcile.tolerance import Tolerance
 
     reference = NoReference()

@@ -21,7 +21,7 @@ from conveyor.cli.common import AppContext, emit_json, emit_table, pass_app
 
 if TYPE_CHECKING:
     from conveyor.reconcile.runs import RunStore
-    from conveyor.reconcile.snapshots import Progress, Snapshot
+    from conveyor.reconcile.sources import Progress, Snapshot
 
 
 class RunFailed(click.ClickException):
@@ -108,7 +108,7 @@ class _Bars:
         self.progress.__exit__(None, None, None)
 
     def __call__(self, snapshot: Snapshot) -> Progress:
-        from conveyor.reconcile.snapshots import CanonicalCsvSnapshot
+        from conveyor.reconcile.sources import CanonicalCsvSnapshot
 
         in_bytes = isinstance(snapshot, CanonicalCsvSnapshot)
         task = self.progress.add_task(
@@ -145,7 +145,8 @@ class _Bars:
     "as_of_text",
     metavar="TIME",
     help="Reconcile as of TIME (ISO 8601; without an offset: local time). Default: the "
-    "snapshots' own time, else now.",
+    "snapshots' own time, else now. The hub's stock as of TIME counts the movements that "
+    "occurred by TIME (their occurred_at), whenever the hub accepted them.",
 )
 @click.option(
     "--tolerance",

@@ -1,322 +1,350 @@
-"""The compare engine: two or more systems' snapshots per material × location × lot.
+"""The compare engine: every system's snapshot gathered by columns, per material × location ×
+lot, and every line classified by the rules of ``lines`` (written once, for every source).
 
-Design (3 × 1,000,000 rows in a few hundred MB; the work is memory-bound, so each row costs one
-lookup in one big hash table):
+Rows come in two ways, into one engine:
 
-- one dict for the whole run, ``key → [token per system]``; the key is one string
-  ``material␟location␟lot`` (one object instead of a tuple of three), the token is the quantity as
-  the snapshot gave it — canonical text straight from a CSV, or a ``Decimal`` — parsed only when
-  needed. A token equal to the reference system's is stored as the same object, so agreeing
-  systems cost one pointer each and an exact match is found by ``list.count`` without parsing;
-- rows of a key that already has one in the same system (several bins, stock types…) are summed
-  exactly (``Decimal``);
-- only lines that do not agree exactly become ``Line`` objects (tolerance, variance, value,
-  in-transit explanation); exact matches stay keys and become lines when a report asks for them.
+- a canonical CSV file that passes the checks is read whole with Arrow's multithreaded CSV
+  reader (``read_canonical_csv``: material, location, lot and uom dictionary-encoded, quantities
+  kept as text, every column checked against the rules of the row reader's bulk check,
+  ``sources.base._bulk_valid``); a file that breaks any of them (an invalid quantity, an empty
+  code, a short row…), needs a unit conversion, or gives a material another unit than the run
+  knows, is read by its source's row reader instead, which says exactly what is wrong with which
+  row;
+- every other source (canonical JSON, a system's own file through its mapping, a connector, the
+  hub's ledger, and such CSV files) gives ``Chunk``s of valid canonical rows (``add``).
 
-When every snapshot of a run is a canonical CSV file, ``columnar.ColumnarComparison`` does the
-loading instead: it finds the exact matches by whole columns (one row a system, the same text) and
-hands every other line, with its rows in the order read, to this engine — one set of rules.
+Classifying (3 × 1,000,000 rows in a few hundred MB, quantities never parsed for exact matches):
 
-Vocabulary of ``status``: ``match`` (within tolerance, ``within_tolerance`` tells an exact match
-from a tolerated difference), ``quantity_mismatch``, ``missing_in:<system>[,<system>…]``. A system
-with no row where the others have only zeros is not missing (no row and a zero row are the same
-stock). The first system is the reference: ``variance`` is the largest signed difference of
-another system from it (a missing row counts as zero), relative tolerances are a share of it.
+- every row gets a line id (the codes of the dictionaries unified over the run, made dense);
+- a line where every system has exactly one row and all of them give the same quantity text is
+  an exact match, found with numpy and Arrow compute; one where they differ is made a ``Line``
+  from its texts, read exactly as ``Decimal``;
+- a line where a system has several rows (several bins, stock types…, or lots summed for a
+  lot-less system), or a quantity a source gave as a ``Decimal``, is summed per system exactly
+  (``Decimal``): equal tokens everywhere make an exact match, anything else a ``Line``.
 
-Timing: a movement the hub accepted but had not delivered to a system when its snapshot was
-taken is *in transit* for that system. It is shown beside the line (``in_transit``); when adding
-it back makes the line agree within tolerance the line gets ``explained_by = "in_transit"``. The
-status and the counts stay those of the snapshots as they were (a timing difference is still a
-difference on that day); the summary counts the explained lines separately
-(``explained_in_transit``) so that real differences (``unexplained``) stand apart.
+Exact matches stay columns (``ArrowExact``) until a report asks for them, sorted by key.
 """
 
 from __future__ import annotations
 
-import heapq
+import csv
+import hashlib
+import re
 from collections import Counter
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from decimal import ROUND_HALF_UP, Decimal
-from operator import attrgetter, itemgetter, methodcaller
-from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
+from decimal import Decimal
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from conveyor.quantity import format_quantity, parse_quantity
-from conveyor.reconcile.snapshots import SEP, Chunk, Unmapped
-from conveyor.reconcile.tolerance import Rule, Tolerance
+import numpy as np
+import numpy.typing as npt
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pa_csv
+
+from conveyor.quantity import format_quantity
+from conveyor.reconcile.lines import (
+    Line,
+    LineMaker,
+    Result,
+    Transit,
+    same_units,
+    to_decimal,
+)
+from conveyor.reconcile.sources import LIMITS, SEP, Chunk, Unmapped, canonical_positions
+from conveyor.reconcile.tolerance import Tolerance
 
 if TYPE_CHECKING:
     from conveyor.reconcile.reference import Reference
+    from conveyor.reconcile.sources import CanonicalCsvSnapshot, Progress, SnapshotStore
 
-ZERO = Decimal(0)
-MATCH = "match"
-QUANTITY_MISMATCH = "quantity_mismatch"
-MISSING_IN = "missing_in:"
+Codes = npt.NDArray[np.integer[Any]]
 
-
-def split_key(key: str) -> tuple[str, str, str]:
-    """``material␟location␟lot`` → its three parts."""
-    material, location, lot = key.split(SEP)
-    return material, location, lot
-
-
-def join_key(material: str, location: str, lot: str = "") -> str:
-    """The key string of a line."""
-    return SEP.join((material, location, lot))
-
-
-def _decimal(token: Any) -> Decimal:
-    return token if isinstance(token, Decimal) else parse_quantity(token)
+KEY_TYPE = pa.dictionary(pa.int32(), pa.string())
+"""Codes are dictionary-encoded: a million rows of a few thousand materials cost 4 MB."""
+BLOCK_SIZE = 4 << 20
+QUANTITY = r"^-?[0-9]{1,26}(?:\.[0-9]{1,12})?$"
+"""A canonical quantity, the pattern the row reader's bulk check accepts (``_BAD_QUANTITY``):
+``Decimal(text)`` reads it exactly as ``parse_quantity`` does."""
+_CANONICAL = re.compile(QUANTITY.strip("^$"))
+KEY_LIMIT = 1 << 62
+BITMAP_FACTOR = 64
+"""Lines get dense ids from a bitmap of the key space while it has at most this many keys a row
+(8 bytes a row), by hashing beyond."""
+BATCH = 1 << 16
+LARGE_TEXT = 1 << 31
+"""Quantity text past this many bytes is combined as ``large_string`` (64-bit offsets)."""
 
 
-@dataclass
-class Transit:
-    """Quantities accepted by the hub but not yet delivered to a system, per line key."""
-
-    quantities: dict[str, dict[str, Decimal]] = field(default_factory=dict)
-    refs: dict[str, list[str]] = field(default_factory=dict)
-
-    def add(self, key: str, system: str, quantity: Decimal, ref: str | None = None) -> None:
-        """Add one movement's quantity (signed) for ``system``."""
-        per_system = self.quantities.setdefault(key, {})
-        per_system[system] = per_system.get(system, ZERO) + quantity
-        if ref:
-            refs = self.refs.setdefault(key, [])
-            if ref not in refs and len(refs) < 10:
-                refs.append(ref)
-
-    def collapsed(self) -> Transit:
-        """The same quantities keyed at material × location (for lot-less runs)."""
-        out = Transit()
-        for key, per_system in self.quantities.items():
-            material, location, _ = split_key(key)
-            target = join_key(material, location)
-            for system, quantity in per_system.items():
-                out.add(target, system, quantity)
-            for ref in self.refs.get(key, []):
-                refs = out.refs.setdefault(target, [])
-                if ref not in refs and len(refs) < 10:
-                    refs.append(ref)
-        return out
+_ARROW_TYPES = {
+    np.dtype(np.int16): pa.int16(),
+    np.dtype(np.int32): pa.int32(),
+    np.dtype(np.int64): pa.int64(),
+}
 
 
-@dataclass(slots=True)
-class Line:
-    """One material × location × lot compared across the systems (slots: a run can hold
-    hundreds of thousands)."""
-
-    material: str
-    location: str
-    lot: str | None
-    uom: str
-    quantities: dict[str, Decimal | None]
-    status: str
-    variance: Decimal
-    variance_value: Decimal | None
-    within_tolerance: bool
-    description: str = ""
-    variances: dict[str, Decimal] = field(default_factory=dict)
-    in_transit: dict[str, Decimal] = field(default_factory=dict)
-    explained_by: str | None = None
-    transit_refs: list[str] = field(default_factory=list)
-    tolerance: str = "0"
-
-    @property
-    def key(self) -> str:
-        """The line's key string."""
-        return join_key(self.material, self.location, self.lot or "")
-
-    @property
-    def missing(self) -> list[str]:
-        """Systems the line is missing in."""
-        if not self.status.startswith(MISSING_IN):
-            return []
-        return self.status[len(MISSING_IN) :].split(",")
-
-    def as_dict(self) -> dict[str, Any]:
-        """The line as ``report.json`` writes it (decimals as text)."""
-        out: dict[str, Any] = {
-            "material": self.material,
-            "description": self.description,
-            "location": self.location,
-            "lot": self.lot,
-            "uom": self.uom,
-            "quantities": {
-                s: None if q is None else format_quantity(q) for s, q in self.quantities.items()
-            },
-            "status": self.status,
-            "variance": format_quantity(self.variance),
-            "variance_value": None
-            if self.variance_value is None
-            else format_quantity(self.variance_value),
-            "within_tolerance": self.within_tolerance,
-            "tolerance": self.tolerance,
-        }
-        if self.in_transit:
-            out["in_transit"] = {s: format_quantity(q) for s, q in self.in_transit.items()}
-            out["transit_refs"] = list(self.transit_refs)
-        out["explained_by"] = self.explained_by
-        return out
+def _ints(values: npt.NDArray[Any], mask: npt.NDArray[np.bool_] | None = None) -> pa.Array:
+    """A numpy integer array as an Arrow array sharing its memory (null where ``mask``).
+    ``pa.array`` is not used here: it looks for pandas first, which imports it — a third of a
+    second and tens of MB for nothing."""
+    values = np.ascontiguousarray(values)
+    validity = None
+    nulls = 0
+    if mask is not None:
+        nulls = int(np.count_nonzero(mask))
+        if nulls:
+            validity = pa.py_buffer(np.packbits(~mask, bitorder="little"))
+    return pa.Array.from_buffers(
+        _ARROW_TYPES[values.dtype],
+        len(values),
+        [validity, pa.py_buffer(values)],
+        null_count=nulls,
+    )
 
 
-class ExactRow(NamedTuple):
-    """An exactly matching line in brief: every system holds ``quantity``."""
+def _texts(values: Sequence[str | None]) -> pa.Array:
+    """Python strings (None: null) as an Arrow string array (not through ``pa.array``: see
+    ``_ints``)."""
+    encoded = [b"" if v is None else v.encode() for v in values]
+    offsets = np.zeros(len(encoded) + 1, np.int64)
+    np.cumsum(np.fromiter(map(len, encoded), np.int64, len(encoded)), out=offsets[1:])
+    if offsets[-1] >= 1 << 31:
+        raise ValueError("more text than one Arrow string array holds")
+    mask = np.fromiter((v is None for v in values), np.bool_, len(values))
+    nulls = int(np.count_nonzero(mask))
+    return pa.Array.from_buffers(
+        pa.string(),
+        len(values),
+        [
+            pa.py_buffer(np.packbits(~mask, bitorder="little")) if nulls else None,
+            pa.py_buffer(offsets.astype(np.int32)),
+            pa.py_buffer(b"".join(encoded)),
+        ],
+        null_count=nulls,
+    )
 
-    material: str
-    location: str
-    lot: str | None
-    uom: str
-    description: str
-    quantity: Decimal
-    costed: bool
-    """True when the material has a unit cost (its variance value is 0, not unknown)."""
+
+_SEP = _texts([SEP])[0]
+_FALSE = pa.Array.from_buffers(pa.bool_(), 1, [None, pa.py_buffer(np.zeros(1, np.uint8))])[0]
 
 
 @dataclass
-class LocationStats:
-    """Accuracy and variance of one location."""
+class CsvColumns:
+    """A canonical CSV read by whole columns, every value checked."""
 
-    location: str
-    lines: int = 0
-    matched: int = 0
-    quantity_mismatch: int = 0
-    missing: int = 0
-    variance_value: Decimal = ZERO
+    table: pa.Table
+    """``material``, ``location``, ``lot`` (dictionary-encoded), ``quantity`` (text)."""
+    sha256: str
+    lots: bool
+    """True when some row has a lot."""
+    units: list[tuple[str, str]]
+    """The distinct (material, uom) pairs."""
+    descriptions: dict[str, str] = field(default_factory=dict)
+    """The first non-empty description of each material, in file order."""
 
     @property
-    def accuracy_pct(self) -> float | None:
-        """Share of lines within tolerance, in percent."""
-        return percent(self.matched, self.lines)
-
-    def as_dict(self) -> dict[str, Any]:
-        """JSON form."""
-        return {
-            "location": self.location,
-            "lines": self.lines,
-            "matched": self.matched,
-            "quantity_mismatch": self.quantity_mismatch,
-            "missing": self.missing,
-            "accuracy_pct": self.accuracy_pct,
-            "variance_value": format_quantity(self.variance_value),
-        }
+    def rows(self) -> int:
+        """How many rows the file holds."""
+        return int(self.table.num_rows)
 
 
-def percent_decimal(part: int, whole: int) -> Decimal | None:
-    """``part / whole`` in percent, two decimals, half up (None when there is nothing to count)."""
-    if whole == 0:
+def read_canonical_csv(path: Path, *, reference: Reference | None = None) -> CsvColumns | None:
+    """``path`` read by columns, or None when its rows must go through the csv-module reader:
+    a value the bulk check would refuse, a row the Arrow reader cannot take as the csv module
+    does, a unit that master data converts, text in another encoding than UTF-8 (the row reader
+    detects it), or no rows at all."""
+    from conveyor.mapping.readers import file_encoding
+
+    if file_encoding(path) not in ("utf-8", "utf-8-sig"):
         return None
-    return (Decimal(part) * 100 / Decimal(whole)).quantize(Decimal("0.01"), ROUND_HALF_UP)
+    try:
+        with path.open(encoding="utf-8-sig", newline="") as fh:
+            raw = next(csv.reader(fh), [])
+    except (UnicodeDecodeError, csv.Error):
+        return None
+    positions = canonical_positions([h.strip().lower() for h in raw])
+    if positions is None or len(set(raw)) != len(raw):
+        return None
+    names = {name: raw[i] for name, i in positions.items() if i is not None}
+    with ThreadPoolExecutor(1) as hashing:  # hashlib lets go of the GIL: hash while Arrow reads
+        digest = hashing.submit(_sha256, path)
+        table = _read(path, names)
+        sha256 = digest.result()
+    if table is None or table.num_rows == 0 or any(c.null_count for c in table.columns):
+        return None
+    table = table.unify_dictionaries()
+    if not _valid(table):
+        return None
+    materials = _dictionary(table["material"])
+    material_codes = _codes(table["material"])
+    units = _pairs(material_codes, materials, table["uom"])
+    if reference is not None:
+        for material, uom in units:
+            info = reference.material(material)
+            if info is not None and info.base_uom and info.base_uom != uom:
+                return None  # rows to convert: the row reader does it, row by row
+    descriptions = (
+        _first_descriptions(material_codes, materials, table["description"])
+        if "description" in names
+        else {}
+    )
+    lots = "lot" in names and bool(pc.max(pc.binary_length(_dictionary(table["lot"]))).as_py())
+    kept = table.select([n for n in ("material", "location", "lot", "quantity") if n in names])
+    return CsvColumns(kept, sha256, lots, units, descriptions)
 
 
-def percent(part: int, whole: int) -> float | None:
-    """``percent_decimal`` as a JSON number (a share, not a quantity)."""
-    share = percent_decimal(part, whole)
-    return None if share is None else float(share)
+def _sha256(path: Path) -> str:
+    with path.open("rb") as fh:
+        return hashlib.file_digest(fh, "sha256").hexdigest()
+
+
+def _read(path: Path, names: dict[str, str]) -> pa.Table | None:
+    """The columns ``names`` (canonical name → name in the header) of a CSV, or None when the
+    Arrow reader refuses the file (rows of another width, text that is not UTF-8…)."""
+    try:
+        table = pa_csv.read_csv(
+            str(path),
+            read_options=pa_csv.ReadOptions(block_size=BLOCK_SIZE),
+            parse_options=pa_csv.ParseOptions(newlines_in_values=True),
+            convert_options=pa_csv.ConvertOptions(
+                column_types={
+                    raw: pa.string() if name == "quantity" else KEY_TYPE
+                    for name, raw in names.items()
+                },
+                include_columns=list(names.values()),
+            ),
+        )
+    except (pa.ArrowException, OSError):
+        return None
+    return table.rename_columns(list(names))
+
+
+def _valid(table: pa.Table) -> bool:
+    """The bulk check of the row reader, by whole columns: codes without separators or line
+    breaks, at most 100 characters, material and location not empty; a unit of 1 to 20
+    characters; every quantity canonical."""
+    for name in ("material", "location", "lot"):
+        if name not in table.column_names:
+            continue
+        values = _dictionary(table[name])
+        lengths = pc.utf8_length(values)
+        if pc.max(lengths).as_py() > LIMITS[name]:
+            return False
+        if name != "lot" and pc.min(lengths).as_py() == 0:
+            return False
+        if pc.any(pc.match_substring(values, SEP)).as_py():
+            return False
+        if pc.any(pc.match_substring(values, "\n")).as_py():
+            return False
+    lengths = pc.utf8_length(_dictionary(table["uom"]))
+    if pc.min(lengths).as_py() == 0 or pc.max(lengths).as_py() > LIMITS["uom"]:
+        return False
+    with ThreadPoolExecutor(pa.cpu_count()) as pool:  # Arrow lets go of the GIL
+        return all(pool.map(_canonical_quantities, table["quantity"].chunks))
+
+
+def _canonical_quantities(quantities: pa.Array) -> bool:
+    """True when every quantity is canonical text."""
+    return bool(pc.all(pc.match_substring_regex(quantities, QUANTITY)).as_py())
+
+
+def _dictionary(column: pa.ChunkedArray) -> pa.Array:
+    """The dictionary of a column whose chunks share one (after ``unify_dictionaries``)."""
+    if column.num_chunks == 0:
+        return _texts([])
+    return column.chunk(0).dictionary
+
+
+def _codes(column: pa.ChunkedArray) -> Codes:
+    """The dictionary codes of every row."""
+    if column.num_chunks == 0:
+        return np.zeros(0, np.int64)
+    return np.concatenate([_numpy(chunk.indices) for chunk in column.chunks])
+
+
+_NUMPY_TYPES = {
+    pa.int8(): np.int8,
+    pa.int16(): np.int16,
+    pa.int32(): np.int32,
+    pa.int64(): np.int64,
+    pa.uint64(): np.uint64,
+}
+
+
+def _numpy(array: pa.Array) -> npt.NDArray[Any]:
+    """An integer array without nulls as a numpy view of its buffer (``Array.to_numpy`` would
+    import pandas, which costs time and memory here for nothing)."""
+    if array.null_count:
+        raise ValueError("an array with nulls has no plain numpy view")
+    dtype = np.dtype(_NUMPY_TYPES[array.type])
+    buffer = array.buffers()[1]
+    if buffer is None:
+        return np.zeros(0, dtype)
+    return np.frombuffer(buffer, dtype, count=len(array), offset=array.offset * dtype.itemsize)
+
+
+def _pairs(
+    material_codes: Codes, materials: pa.Array, uom: pa.ChunkedArray
+) -> list[tuple[str, str]]:
+    """The distinct (material, uom) of a table."""
+    units = _dictionary(uom)
+    width = len(units)
+    codes = material_codes.astype(np.int64)
+    codes *= width
+    codes += _codes(uom)
+    space = len(materials) * width
+    if space <= BITMAP_FACTOR * len(codes):
+        pairs = np.flatnonzero(np.bincount(codes, minlength=space))
+    else:
+        pairs = _numpy(pc.unique(_ints(codes)))
+    return list(
+        zip(
+            materials.take(_ints(pairs // width)).to_pylist(),
+            units.take(_ints(pairs % width)).to_pylist(),
+            strict=True,
+        )
+    )
+
+
+def _first_descriptions(
+    material_codes: Codes, materials: pa.Array, description: pa.ChunkedArray
+) -> dict[str, str]:
+    """The first non-empty description of each material, in row order."""
+    texts = _dictionary(description)
+    codes = _codes(description)
+    rows = np.flatnonzero((_numpy(pc.binary_length(texts)) > 0)[codes])
+    if not len(rows):
+        return {}
+    first = np.full(len(materials), len(codes), np.int64)
+    np.minimum.at(first, material_codes[rows], rows)
+    described = np.flatnonzero(first < len(codes))
+    return dict(
+        zip(
+            materials.take(_ints(described)).to_pylist(),
+            texts.take(_ints(codes[first[described]])).to_pylist(),
+            strict=True,
+        )
+    )
 
 
 @dataclass
-class Summary:
-    """The run's counts and totals (``report.json`` ``summary``)."""
+class _Part:
+    """Rows of one system, as added (a file's columns or a chunk's)."""
 
-    lines: int
-    matched: int
-    quantity_mismatch: int
-    missing: dict[str, int]
-    missing_lines: int
-    variance_value: Decimal
-    exact: int
-    within_tolerance: int
-    explained_in_transit: int
-    lines_without_value: int
-    rows: dict[str, int]
-    aggregated_rows: dict[str, int]
-    unmapped: int
-
-    @property
-    def accuracy_pct(self) -> float | None:
-        """Inventory record accuracy: share of lines within tolerance, in percent."""
-        return percent(self.matched, self.lines)
-
-    @property
-    def accuracy(self) -> Decimal | None:
-        """``accuracy_pct`` as an exact decimal."""
-        return percent_decimal(self.matched, self.lines)
-
-    @property
-    def unexplained(self) -> int:
-        """Lines outside tolerance that in-transit movements do not explain."""
-        return self.quantity_mismatch + self.missing_lines - self.explained_in_transit
-
-    def as_dict(self) -> dict[str, Any]:
-        """JSON form."""
-        return {
-            "lines": self.lines,
-            "matched": self.matched,
-            "quantity_mismatch": self.quantity_mismatch,
-            "missing": dict(self.missing),
-            "accuracy_pct": self.accuracy_pct,
-            "variance_value": format_quantity(self.variance_value),
-            "missing_lines": self.missing_lines,
-            "exact": self.exact,
-            "within_tolerance": self.within_tolerance,
-            "explained_in_transit": self.explained_in_transit,
-            "unexplained": self.unexplained,
-            "lines_without_value": self.lines_without_value,
-            "rows": dict(self.rows),
-            "aggregated_rows": dict(self.aggregated_rows),
-            "unmapped": self.unmapped,
-        }
-
-
-def same_units(
-    units: dict[str, tuple[str, str]],
-    unmapped: list[Unmapped],
-    system: str,
-    chunk: Chunk,
-    source: str,
-) -> Chunk:
-    """One unit per material across the run: a row in another unit that nothing converted
-    (no master data for it) is listed as unmapped instead of being compared wrongly."""
-    conflicts: set[tuple[str, str]] = set()
-    for material, uom in chunk.pairs():
-        known = units.get(material)
-        if known is None:
-            units[material] = (uom, system)
-        elif known[0] != uom:
-            conflicts.add((material, uom))
-    if not conflicts:
-        return chunk
-    keep: list[int] = []
-    f = chunk.fields
-    for index, pair in enumerate(map(itemgetter(f.material, f.uom), chunk.rows)):
-        if pair not in conflicts:
-            keep.append(index)
-            continue
-        unit, by = units[pair[0]]
-        unmapped.append(
-            Unmapped(
-                system,
-                source,
-                chunk.line(index),
-                "uom",
-                f"{pair[0]} is counted in {unit} ({by}); this row is in {pair[1]} and no "
-                "master-data conversion is known",
-                [
-                    {
-                        "field": "uom",
-                        "value": pair[1],
-                        "rule": "uom.base_unit",
-                        "message": f"expected {unit}",
-                    }
-                ],
-                chunk.record(index),
-            )
-        )
-    return chunk.select(keep)
+    system: int
+    rows: int
+    material: list[pa.Array]
+    location: list[pa.Array]
+    lot: list[pa.Array]
+    quantity: list[pa.Array]
 
 
 class Comparison:
-    """Collects the systems' rows (``add``), then classifies every line (``result``)."""
+    """Collects the systems' rows by columns (``add_file``, ``add_columns``, ``add``), then
+    classifies every line (``result``)."""
 
     def __init__(self, systems: Sequence[str], *, lot_level: bool = True) -> None:
         if len(systems) < 2:
@@ -325,90 +353,128 @@ class Comparison:
             raise ValueError(f"systems named twice: {', '.join(systems)}")
         self.systems = list(systems)
         self.lot_level = lot_level
+        self._read_lot_level = lot_level
+        """The level rows were keyed at when added (``collapse_lots`` comes after the last)."""
         self._index = {name: i for i, name in enumerate(self.systems)}
-        self._table: dict[str, list[Any]] = {}
-        """key → [token per system] (quantity text or ``Decimal``, base unit; None: no row)."""
+        self._parts: list[_Part] = []
+        self._size = 0
+        self._tokens: dict[int, Any] = {}
+        """Row number → a quantity that is not text (a ``Decimal`` the row reader made)."""
         self._units: dict[str, tuple[str, str]] = {}
-        """material → (unit, system that set it): a material has one unit in a run."""
         self.descriptions: dict[str, str] = {}
         self.unmapped: list[Unmapped] = []
         self.rows = dict.fromkeys(self.systems, 0)
         self.aggregated = dict.fromkeys(self.systems, 0)
-
-    def __len__(self) -> int:
-        return len(self._table)
+        self._dictionaries: tuple[pa.Array, ...] = ()
 
     # ------------------------------------------------------------------------ loading
+    def add_file(
+        self,
+        snapshot: CanonicalCsvSnapshot,
+        progress: Progress | None = None,
+        store: SnapshotStore | None = None,
+    ) -> bool:
+        """Read a canonical CSV snapshot by columns and add it; False (nothing read, nothing
+        added) when its rows must go through the row reader (``snapshot.chunks``)."""
+        columns = read_canonical_csv(snapshot.path, reference=snapshot.reference)
+        _release()
+        if columns is None or not self.add_columns(snapshot.system, columns):
+            return False
+        snapshot.mark_read(
+            sha256=columns.sha256,
+            rows=columns.rows,
+            lots_seen=columns.lots,
+            progress=progress,
+            store=store,
+        )
+        return True
+
+    def add_columns(self, system: str, columns: CsvColumns) -> bool:
+        """Add a file's checked columns; False (nothing added) when a material has another
+        unit in it than the run knows, or two units within it (the row reader lists exactly
+        which rows)."""
+        self._open(system)
+        units = self._units
+        within: dict[str, str] = {}
+        for material, uom in columns.units:
+            if within.setdefault(material, uom) != uom:
+                return False
+            known = units.get(material)
+            if known is not None and known[0] != uom:
+                return False
+        for material, uom in columns.units:
+            units.setdefault(material, (uom, system))
+        table = columns.table
+        n = table.num_rows
+        lot = (
+            table["lot"].chunks
+            if "lot" in table.column_names
+            else [pa.DictionaryArray.from_arrays(_ints(np.zeros(n, np.int32)), _texts([""]))]
+        )
+        self._append(
+            system,
+            n,
+            table["material"].chunks,
+            table["location"].chunks,
+            lot,
+            table["quantity"].chunks,
+        )
+        for material, description in columns.descriptions.items():
+            self.descriptions.setdefault(material, description)
+        return True
+
     def add(self, system: str, chunk: Chunk, *, source: str = "") -> None:
-        """Add a chunk of ``system``'s valid canonical rows (quantities in the base unit)."""
-        si = self._index[system]
-        chunk = self._same_units(system, chunk, source)
-        if not len(chunk):
+        """Add a chunk of ``system``'s valid canonical rows (quantities in the base unit; a
+        material in another unit than the run knows is listed as unmapped)."""
+        self._open(system)
+        chunk = same_units(self._units, self.unmapped, system, chunk, source)
+        n = len(chunk)
+        if not n:
             return
-        self.rows[system] += len(chunk)
-        keys = chunk.keys(self.lot_level)
-        tokens = chunk.quantities()
         known = self.descriptions
         for material, description in chunk.descriptions().items():
             if material not in known:
                 known[material] = description
-        table = self._table
-        get = table.get
-        n = len(self.systems)
-        aggregated = 0
-        if si == 0:
-            tail = [None] * (n - 1)
-            for key, token in zip(keys, tokens, strict=True):
-                slot = get(key)
-                if slot is None:
-                    table[key] = [token, *tail]
-                elif slot[0] is None:
-                    slot[0] = token
-                else:
-                    aggregated += 1
-                    slot[0] = _decimal(slot[0]) + _decimal(token)
-        else:
-            empty = [None] * n
-            for key, token in zip(keys, tokens, strict=True):
-                slot = get(key)
-                if slot is None:
-                    slot = empty.copy()
-                    slot[si] = token
-                    table[key] = slot
-                    continue
-                previous = slot[si]
-                if previous is None:
-                    first = slot[0]
-                    slot[si] = first if first is not None and first == token else token
-                else:
-                    aggregated += 1
-                    slot[si] = _decimal(previous) + _decimal(token)
-        self.aggregated[system] += aggregated
+        tokens = chunk.quantities()
+        texts: list[str | None] = []
+        canonical = _CANONICAL.fullmatch
+        for offset, token in enumerate(tokens):
+            if isinstance(token, str) and canonical(token):
+                texts.append(token)
+            else:  # a Decimal, or text only parse_quantity reads: kept as it is
+                texts.append(None)
+                self._tokens[self._size + offset] = token
+        self._append(
+            system,
+            n,
+            [_texts(chunk.column("material")).dictionary_encode()],
+            [_texts(chunk.column("location")).dictionary_encode()],
+            [_texts(chunk.column("lot")).dictionary_encode()],
+            [_texts(texts)],
+        )
 
-    def _same_units(self, system: str, chunk: Chunk, source: str) -> Chunk:
-        return same_units(self._units, self.unmapped, system, chunk, source)
+    def _open(self, system: str) -> None:
+        if system not in self._index:
+            raise KeyError(system)
+        if self.lot_level != self._read_lot_level:
+            raise ValueError("rows are added before collapse_lots, not after")
+
+    def _append(
+        self,
+        system: str,
+        rows: int,
+        material: list[pa.Array],
+        location: list[pa.Array],
+        lot: list[pa.Array],
+        quantity: list[pa.Array],
+    ) -> None:
+        self._parts.append(_Part(self._index[system], rows, material, location, lot, quantity))
+        self._size += rows
+        self.rows[system] += rows
 
     def collapse_lots(self) -> None:
-        """Compare at material × location from now on (a lot-less system joined the run)."""
-        if not self.lot_level:
-            return
+        """Compare at material × location (a lot-less system joined the run)."""
         self.lot_level = False
-        old, self._table = self._table, {}
-        n = len(self.systems)
-        for key, slot in old.items():
-            material, location, _ = split_key(key)
-            target = SEP.join((material, location, ""))
-            existing = self._table.get(target)
-            if existing is None:
-                self._table[target] = slot
-                continue
-            for i in range(n):
-                if slot[i] is not None:
-                    existing[i] = (
-                        slot[i]
-                        if existing[i] is None
-                        else _decimal(existing[i]) + _decimal(slot[i])
-                    )
 
     def unit_of(self, material: str) -> str:
         """The unit ``material`` is compared in."""
@@ -423,399 +489,331 @@ class Comparison:
         reference: Reference | None = None,
         transit: Transit | None = None,
     ) -> Result:
-        """Classify every line; exact matches stay compact (see ``Result.lines``)."""
+        """Classify every line (see the module docstring)."""
         tolerance = tolerance or Tolerance()
-        exceptions, exact = self.classify(tolerance=tolerance, reference=reference, transit=transit)
-        return Result(self, tolerance, exceptions, [exact], reference)
-
-    def classify(
-        self,
-        *,
-        tolerance: Tolerance,
-        reference: Reference | None = None,
-        transit: Transit | None = None,
-    ) -> tuple[list[Line], KeyedExact]:
-        """The lines that are not exact matches, and the exact matches (by key)."""
         n = len(self.systems)
-        exact_keys: list[str] = []
+        parts = self._parts
+        if not parts:
+            return Result(self, tolerance, [], None, reference)
+        names = ["material", "location", "lot", "quantity"]
+        table = pa.Table.from_arrays(
+            [
+                pa.chunked_array(
+                    [a for p in parts for a in getattr(p, name)],
+                    pa.string() if name == "quantity" else KEY_TYPE,
+                )
+                for name in names
+            ],
+            names=names,
+        ).unify_dictionaries()
+        materials, locations, lots = self._dictionaries = tuple(
+            _dictionary(table[name]) for name in ("material", "location", "lot")
+        )
+        m, loc, lot = (_codes(table[name]) for name in ("material", "location", "lot"))
+        quantity = table["quantity"]
+        large = quantity.nbytes >= LARGE_TEXT
+        quantity = (quantity.cast(pa.large_string()) if large else quantity).combine_chunks()
+        # the parts keep slices of the unified columns: the columns as read can go
+        start = 0
+        for part in parts:
+            part.material, part.location, part.lot = (
+                table[name].slice(start, part.rows).chunks
+                for name in ("material", "location", "lot")
+            )
+            if not large:
+                part.quantity = [quantity.slice(start, part.rows)]
+            start += part.rows
+        del table
+        _release()
+        system = np.repeat(np.array([p.system for p in parts], np.int16), [p.rows for p in parts])
+        # line ids at the level rows were added at (what "aggregated" counts), then the final
+        levels = [(m, len(materials)), (loc, len(locations))]
+        ids, count = _line_ids([*levels, (lot, len(lots))] if self._read_lot_level else levels)
+        grid, repeated = _grid(ids, count, n, system)
+        # rows after the first of their key in their system (at the level they were added at)
+        repeats = np.bincount(system[repeated], minlength=n)
+        for index, name in enumerate(self.systems):
+            self.aggregated[name] = int(repeats[index])
+        if self.lot_level != self._read_lot_level:
+            del ids, grid, repeated
+            ids, count = _line_ids(levels)
+            grid, repeated = _grid(ids, count, n, system)
+        # lines where no system has more than one row: where each system's row is (-1: none)
+        simple = np.ones(count, np.bool_)
+        simple[ids[repeated]] = False
+        del repeated
+        if self._tokens:  # a row holding a Decimal: its line is summed
+            simple[ids[np.fromiter(self._tokens, np.int64, len(self._tokens))]] = False
+        lines = np.flatnonzero(simple)
+        rows = grid.reshape(count, n)[lines]
+        del grid, simple
+        # exact: every system's quantity text there and the same (tokens equal)
+        first = _take(quantity, rows[:, 0])
+        same = pc.is_valid(first)
+        for i in range(1, n):
+            same = pc.and_(same, pc.fill_null(pc.equal(first, _take(quantity, rows[:, i])), _FALSE))
+        del first
+        exact_at = _numpy(pc.indices_nonzero(same))
+        del same
+        differ = np.ones(len(lines), np.bool_)
+        differ[exact_at] = False
+        differing = rows[differ]
+        exact_rows = rows[exact_at, 0]
+        del differ, rows, exact_at
+        make = LineMaker(self, tolerance, reference, transit)
+        exceptions = self._lines(
+            make, differing, [_take(quantity, differing[:, i]) for i in range(n)], m, loc, lot
+        )
+        del differing
+        # every other line: its rows summed per system, in the order they came
+        others = np.ones(count, np.bool_)
+        others[lines] = False
+        rest = np.flatnonzero(others[ids])
+        rest_ids = ids[rest]
+        del others, lines, ids
+        more, summed_rows, summed = self._summed(
+            make, rest, rest_ids, quantity, system, m, loc, lot
+        )
+        del rest, rest_ids, system
+        exceptions += more
+        texts = quantity.take(_ints(exact_rows))
+        if summed:
+            extra = _texts(summed)
+            texts = pa.concat_arrays([texts, extra.cast(texts.type) if large else extra])
+            exact_rows = np.concatenate([exact_rows, np.array(summed_rows, exact_rows.dtype)])
+        columns = ArrowExact(
+            (materials, m[exact_rows]),
+            (locations, loc[exact_rows]),
+            (lots, lot[exact_rows]) if self.lot_level else None,
+            texts,
+        )
+        return Result(self, tolerance, exceptions, columns, reference)
+
+    def _lines(
+        self,
+        make: LineMaker,
+        rows: Codes,
+        texts: list[pa.Array],
+        m: Codes,
+        loc: Codes,
+        lot: Codes,
+    ) -> list[Line]:
+        """The lines of differing rows where each system has one row or none: their slots are
+        the quantity texts as read (one row a system)."""
+        if not len(rows):
+            return []
+        some = rows.max(axis=1)  # a row of each line: its material, location, lot
+        dictionaries = self._dictionaries
+        material = dictionaries[0].take(_ints(m[some]))
+        location = dictionaries[1].take(_ints(loc[some]))
+        lots = (
+            dictionaries[2].take(_ints(lot[some]))
+            if self.lot_level
+            else _texts([""]).take(_ints(np.zeros(len(rows), np.int32)))
+        )
+        keys = pc.binary_join_element_wise(material, location, lots, _SEP).to_pylist()
+        # canonical text (checked when read): Decimal reads it as parse_quantity would
+        quantities = zip(
+            *([None if t is None else Decimal(t) for t in text.to_pylist()] for text in texts),
+            strict=True,
+        )
+        line = make.from_quantities
+        return [
+            line(key, a, b, c, held)
+            for key, a, b, c, held in zip(
+                keys,
+                material.to_pylist(),
+                location.to_pylist(),
+                lots.to_pylist(),
+                quantities,
+                strict=True,
+            )
+        ]
+
+    def _summed(
+        self,
+        make: LineMaker,
+        rest: Codes,
+        line_ids: Codes,
+        quantity: pa.Array,
+        system: Codes,
+        m: Codes,
+        loc: Codes,
+        lot: Codes,
+    ) -> tuple[list[Line], list[int], list[str]]:
+        """The lines of the rows at ``rest`` (every row of lines where a system has several
+        rows, or a quantity that is a ``Decimal``): each system's token is its one row's (text
+        or ``Decimal``), or the exact ``Decimal`` sum of its rows. A line whose systems all hold
+        an equal token is an exact match (returned as a row of it and its quantity text),
+        every other one a ``Line``."""
+        if not len(rest):
+            return [], [], []
+        n = len(self.systems)
+        tokens: list[Any] = quantity.take(_ints(rest)).to_pylist()
+        if self._tokens:
+            for offset, token in enumerate(tokens):
+                if token is None:
+                    tokens[offset] = self._tokens[int(rest[offset])]
+        slots: dict[int, list[Any]] = {}
+        first_row: dict[int, int] = {}
+        for row, line, si, token in zip(
+            rest.tolist(), line_ids.tolist(), system[rest].tolist(), tokens, strict=True
+        ):
+            slot = slots.get(line)
+            if slot is None:
+                slot = slots[line] = [None] * n
+                first_row[line] = row
+            held = slot[si]
+            slot[si] = token if held is None else to_decimal(held) + to_decimal(token)
         exceptions: list[Line] = []
-        keep = exact_keys.append
-        line = LineMaker(self, tolerance, reference, transit)
-        for key, slot in self._table.items():
+        exact_rows: list[int] = []
+        exact_texts: list[str] = []
+        materials, locations, lots = self._dictionaries
+        for line, slot in slots.items():
+            row = first_row[line]
             first = slot[0]
             if first is not None and slot.count(first) == n:
-                keep(key)
+                exact_rows.append(row)
+                exact_texts.append(first if isinstance(first, str) else format_quantity(first))
                 continue
-            exceptions.append(line(key, slot))
-        return exceptions, KeyedExact(exact_keys, self._table)
+            material = materials[int(m[row])].as_py()
+            location = locations[int(loc[row])].as_py()
+            lot_code = lots[int(lot[row])].as_py() if self.lot_level else ""
+            key = SEP.join((material, location, lot_code))
+            exceptions.append(make.line(key, material, location, lot_code, slot))
+        return exceptions, exact_rows, exact_texts
 
 
-class LineMaker:
-    """Builds the ``Line`` of a key and its slot (the quantity each system holds: canonical
-    text, a ``Decimal``, or None for no row); a material's facts (tolerance rule, cost,
-    description, unit) are looked up once per run, not once per line."""
+def _take(values: pa.Array, rows: Codes) -> pa.Array:
+    """``values`` at ``rows`` (null where the row is -1: none)."""
+    return values.take(_ints(rows, rows < 0))
+
+
+def _release() -> None:
+    """Hand memory Arrow freed back to the system (its allocator keeps it otherwise)."""
+    pa.default_memory_pool().release_unused()
+
+
+def _grid(
+    ids: Codes, count: int, n: int, system: npt.NDArray[np.int16]
+) -> tuple[Codes, npt.NDArray[np.bool_]]:
+    """The lines × systems grid of row numbers (-1: no row; one of them when several), and
+    which rows share their cell with another row (a system's second row of a line)."""
+    slots = _slots(ids, n, system)
+    grid = np.full(count * n, -1, np.int32)
+    order = np.arange(len(slots), dtype=np.int32)
+    grid[slots] = order  # of rows sharing a cell, one is written: the others are repeats
+    repeated: npt.NDArray[np.bool_] = grid[slots] != order
+    return grid, repeated
+
+
+def _slots(ids: Codes, n: int, system: npt.NDArray[np.int16]) -> Codes:
+    """``line id × systems + system`` of every row: its place in a lines × systems grid."""
+    dtype: type[np.signedinteger[Any]] = (
+        np.int32 if (int(ids.max(initial=0)) + 1) * n < 1 << 31 else np.int64
+    )
+    slots = ids.astype(dtype)
+    slots *= n
+    slots += system
+    return slots
+
+
+def _line_ids(levels: list[tuple[Codes, int]]) -> tuple[Codes, int]:
+    """Dense ids (0 … count - 1) of the distinct combinations of some code columns."""
+    key, size = levels[0][0], max(levels[0][1], 1)
+    for codes, width in levels[1:]:
+        width = max(width, 1)
+        if size * width >= KEY_LIMIT:
+            key, size = _dense(key, size)
+        dtype: type[np.signedinteger[Any]] = np.int32 if size * width < 1 << 31 else np.int64
+        combined = key.astype(dtype)
+        combined *= width
+        combined += codes
+        key, size = combined, size * width
+    return _dense(key, size)
+
+
+def _dense(key: Codes, size: int) -> tuple[Codes, int]:
+    """Dense ids of integer keys in ``[0, size)`` (their rank among the distinct keys), and how
+    many distinct keys there are. A bitmap of the key space with popcount ranks while it is
+    small against the rows (at most 8 bytes a row), hashing beyond."""
+    if size > BITMAP_FACTOR * len(key):
+        encoded = pc.dictionary_encode(_ints(key))
+        return _numpy(encoded.indices), len(encoded.dictionary)
+    wide = size >= 1 << 31
+    signed: type[np.signedinteger[Any]] = np.int64 if wide else np.int32
+    unsigned: type[np.unsignedinteger[Any]] = np.uint64 if wide else np.uint32
+    shift = 6 if wide else 5
+    key = key.astype(signed, copy=False)
+    word = np.right_shift(key, shift)
+    bits = np.bitwise_and(key, (1 << shift) - 1).view(unsigned)
+    np.left_shift(unsigned(1), bits, out=bits)
+    words = np.zeros((size >> shift) + 1, unsigned)
+    np.bitwise_or.at(words, word, bits)
+    counts = np.bitwise_count(words)
+    before = np.cumsum(counts, dtype=np.int32)
+    count = int(before[-1])
+    before -= counts
+    bits -= unsigned(1)  # the bits below each key's own
+    bits &= words[word]
+    ids = before[word]
+    ids += np.bitwise_count(bits)
+    return ids, count
+
+
+class ArrowExact:
+    """The exact matches the engine found: codes of their material, location and lot
+    and the reference system's quantity text, made into key strings and sorted on demand."""
 
     def __init__(
         self,
-        compared: Compared,
-        tolerance: Tolerance,
-        reference: Reference | None,
-        transit: Transit | None,
+        material: tuple[pa.Array, Codes],
+        location: tuple[pa.Array, Codes],
+        lot: tuple[pa.Array, Codes] | None,
+        quantity: pa.Array,
     ) -> None:
-        self.systems = compared.systems
-        self.others = self.systems[1:]
-        self.index = {name: i for i, name in enumerate(self.systems)}
-        self.lot_level = compared.lot_level
-        self.comparison = compared
-        self.tolerance = tolerance
-        self.reference = reference
-        transit = transit or Transit()
-        self.transit = transit if compared.lot_level else transit.collapsed()
-        self.facts: dict[str, tuple[Rule, Decimal | None, Decimal | None, str, str, str]] = {}
-
-    def _facts(self, material: str) -> tuple[Rule, Decimal | None, Decimal | None, str, str, str]:
-        """(rule, allowed difference when it does not depend on the quantity, unit cost,
-        description, unit, rule as text) of ``material``."""
-        reference = self.reference
-        info = reference.material(material) if reference is not None else None
-        rule = self.tolerance.rule_for(material, info.group if info is not None else None)
-        description = self.comparison.descriptions.get(material) or (
-            (info.description or "") if info is not None else ""
-        )
-        facts = (
-            rule,
-            None if rule.relative else rule.allowed(ZERO),
-            info.unit_cost if info is not None else None,
-            description,
-            self.comparison.unit_of(material),
-            str(rule),
-        )
-        self.facts[material] = facts
-        return facts
-
-    def __call__(self, key: str, slot: Sequence[Any]) -> Line:
-        material, location, lot = key.split(SEP)
-        return self.line(key, material, location, lot, slot)
-
-    def line(self, key: str, material: str, location: str, lot: str, slot: Sequence[Any]) -> Line:
-        """The line of ``key`` (made of ``material``, ``location``, ``lot``)."""
-        return self.from_quantities(
-            key, material, location, lot, [None if t is None else _decimal(t) for t in slot]
-        )
-
-    def from_quantities(
-        self,
-        key: str,
-        material: str,
-        location: str,
-        lot: str,
-        quantities: Sequence[Decimal | None],
-    ) -> Line:
-        """The line of ``key`` whose systems hold ``quantities`` (None: no row)."""
-        facts = self.facts.get(material)
-        if facts is None:
-            facts = self._facts(material)
-        rule, fixed, cost, description, uom, rule_text = facts
-        systems = self.systems
-        first = quantities[0]
-        if first is None:
-            base = ZERO
-            missing = [systems[0]]
-            held = False
-        else:
-            base = first
-            missing = []
-            held = bool(first)
-        # variance: the largest difference from the reference, the first of equals in size
-        name = systems[1]
-        q = quantities[1]
-        if q is None:
-            missing.append(name)
-            variance = ZERO - base
-        else:
-            held = held or bool(q)
-            variance = q - base
-        variances = {name: variance}
-        largest = abs(variance)
-        for i in range(2, len(systems)):
-            name = systems[i]
-            q = quantities[i]
-            if q is None:
-                missing.append(name)
-                difference = ZERO - base
-            else:
-                held = held or bool(q)
-                difference = q - base
-            variances[name] = difference
-            size = abs(difference)
-            if size > largest:
-                variance = difference
-                largest = size
-        if missing and held:
-            status = MISSING_IN + ",".join(missing)
-            within = False
-        else:
-            within = largest <= (fixed if fixed is not None else rule.allowed(base))
-            status = MATCH if within else QUANTITY_MISMATCH
-        transit = self.transit
-        moving = transit.quantities.get(key) if transit.quantities else None
-        in_transit = {s: q for s, q in moving.items() if s in self.index and q} if moving else {}
-        explained = None
-        if in_transit and status != MATCH:
-            adjusted = [
-                (q if q is not None else ZERO) + in_transit.get(systems[i], ZERO)
-                for i, q in enumerate(quantities)
-            ]
-            if all(abs(a - adjusted[0]) <= rule.allowed(adjusted[0]) for a in adjusted[1:]):
-                explained = "in_transit"
-        return Line(
-            material,
-            location,
-            lot if self.lot_level and lot else None,
-            uom,
-            dict(zip(systems, quantities)),  # noqa: B905 - one quantity a system
-            status,
-            variance,
-            None if cost is None else variance * cost,
-            within,
-            description,
-            variances,
-            in_transit,
-            explained,
-            transit.refs.get(key, []) if in_transit else [],
-            rule_text,
-        )
-
-
-class ExactMatches(Protocol):
-    """Exactly matching lines, kept compact (an engine's own form) until a report asks."""
-
-    def __len__(self) -> int: ...
-
-    def key_strings(self) -> list[str]:
-        """Their key strings (in no particular order)."""
-        ...
-
-    def location_counts(self) -> Counter[str]:
-        """How many there are per location."""
-        ...
-
-    def sorted_items(self) -> Iterator[tuple[str, str, str, str, Any]]:
-        """``(key, material, location, lot, quantity)`` by key; the quantity is canonical text or
-        a ``Decimal`` (the reference system's)."""
-        ...
-
-
-class KeyedExact:
-    """The exact matches of a ``Comparison``: their keys, and the table holding their slots."""
-
-    def __init__(self, keys: list[str], table: dict[str, list[Any]]) -> None:
-        self._keys = keys
-        self._table = table
+        self._material = material
+        self._location = location
+        self._lot = lot
+        self._quantity = quantity
 
     def __len__(self) -> int:
-        return len(self._keys)
+        return len(self._material[1])
+
+    def _columns(self) -> tuple[pa.Array, pa.Array, pa.Array, pa.Array]:
+        material = self._material[0].take(_ints(self._material[1]))
+        location = self._location[0].take(_ints(self._location[1]))
+        if self._lot is None:
+            lot = _texts([""]).take(_ints(np.zeros(len(self), np.int32)))
+        else:
+            lot = self._lot[0].take(_ints(self._lot[1]))
+        keys = pc.binary_join_element_wise(material, location, lot, _SEP)
+        return keys, material, location, lot
 
     def key_strings(self) -> list[str]:
-        """The key strings, in the order the lines were first seen."""
-        return self._keys
+        """The key strings."""
+        keys: list[str] = self._columns()[0].to_pylist()
+        return keys
 
     def location_counts(self) -> Counter[str]:
         """Lines per location."""
-        return Counter(map(itemgetter(1), map(methodcaller("split", SEP), self._keys)))
+        values, codes = self._location
+        counts = np.bincount(codes, minlength=len(values))
+        present = np.flatnonzero(counts)
+        names = values.take(_ints(present)).to_pylist()
+        return Counter(dict(zip(names, counts[present].tolist(), strict=True)))
 
     def sorted_items(self) -> Iterator[tuple[str, str, str, str, Any]]:
-        """``(key, material, location, lot, quantity)`` by key."""
-        table = self._table
-        for key in sorted(self._keys):
-            material, location, lot = key.split(SEP)
-            yield key, material, location, lot, table[key][0]
-
-
-class Compared(Protocol):
-    """What a ``Result`` reads from the engine that collected the rows."""
-
-    systems: list[str]
-    lot_level: bool
-    unmapped: list[Unmapped]
-    rows: dict[str, int]
-    aggregated: dict[str, int]
-    descriptions: dict[str, str]
-
-    def unit_of(self, material: str) -> str:
-        """The unit ``material`` is compared in."""
-        ...
-
-
-def _by_report_order(lines: list[Line]) -> None:
-    """Sort ``lines`` as reports list them: lines with a value first, by value (largest first),
-    then by quantity variance (largest first), then by key — in three stable sorts, last key
-    first, each comparing one thing (quicker than tuples of decimals)."""
-    lines.sort(key=attrgetter("key"))
-    lines.sort(key=_variance_size)
-    lines.sort(key=_value_size)
-
-
-def _variance_size(line: Line) -> Decimal:
-    return -abs(line.variance)
-
-
-def _value_size(line: Line) -> tuple[int, Decimal]:
-    value = line.variance_value
-    return (1, ZERO) if value is None else (0, -abs(value))
-
-
-class Result:
-    """A classified comparison: summary, per-location figures, and every line on demand."""
-
-    def __init__(
-        self,
-        comparison: Compared,
-        tolerance: Tolerance,
-        exceptions: list[Line],
-        exact: Sequence[ExactMatches],
-        reference: Reference | None,
-    ) -> None:
-        self.comparison = comparison
-        self.systems = comparison.systems
-        self.lot_level = comparison.lot_level
-        self.tolerance = tolerance
-        self.reference = reference
-        _by_report_order(exceptions)
-        self.exceptions = exceptions
-        self.exact = list(exact)
-        self.exact_count = sum(map(len, self.exact))
-        self.unmapped = comparison.unmapped
-        self.summary = self._summary()
-        self.by_location = self._by_location()
-
-    @property
-    def exact_keys(self) -> list[str]:
-        """The key strings of the exact matches."""
-        if len(self.exact) == 1:
-            return self.exact[0].key_strings()
-        return [key for part in self.exact for key in part.key_strings()]
-
-    def _summary(self) -> Summary:
-        missing = dict.fromkeys(self.systems, 0)
-        matched = exact = self.exact_count
-        mismatched = missing_lines = explained = tolerated = without_value = 0
-        total = ZERO
-        for line in self.exceptions:
-            if line.status == MATCH:
-                matched += 1
-                if any(line.variances.values()):
-                    tolerated += 1
-                else:
-                    exact += 1
-            elif line.status == QUANTITY_MISMATCH:
-                mismatched += 1
-            else:
-                missing_lines += 1
-                for system in line.missing:
-                    missing[system] += 1
-            if line.explained_by:
-                explained += 1
-            if line.variance_value is None:
-                if line.variance:
-                    without_value += 1
-            else:
-                total += abs(line.variance_value)
-        return Summary(
-            lines=self.exact_count + len(self.exceptions),
-            matched=matched,
-            quantity_mismatch=mismatched,
-            missing=missing,
-            missing_lines=missing_lines,
-            variance_value=total,
-            exact=exact,
-            within_tolerance=tolerated,
-            explained_in_transit=explained,
-            lines_without_value=without_value,
-            rows=dict(self.comparison.rows),
-            aggregated_rows=dict(self.comparison.aggregated),
-            unmapped=len(self.unmapped),
-        )
-
-    def _by_location(self) -> list[LocationStats]:
-        stats: dict[str, LocationStats] = {}
-        exact: Counter[str] = Counter()
-        for part in self.exact:
-            exact.update(part.location_counts())
-        for location, count in exact.items():
-            stats[location] = LocationStats(location, lines=count, matched=count)
-        for line in self.exceptions:
-            entry = stats.get(line.location)
-            if entry is None:
-                entry = stats[line.location] = LocationStats(line.location)
-            entry.lines += 1
-            if line.status == MATCH:
-                entry.matched += 1
-            elif line.status == QUANTITY_MISMATCH:
-                entry.quantity_mismatch += 1
-            else:
-                entry.missing += 1
-            if line.variance_value is not None:
-                entry.variance_value += abs(line.variance_value)
-        return sorted(stats.values(), key=lambda s: (-s.variance_value, s.location))
-
-    @property
-    def has_differences(self) -> bool:
-        """True when some line is outside tolerance or missing somewhere."""
-        return self.summary.quantity_mismatch + self.summary.missing_lines > 0
-
-    def exact_rows(self) -> Iterator[ExactRow]:
-        """The exact matches by key, as plain rows (cheap: reports write a million of them)."""
-        comparison = self.comparison
-        descriptions = comparison.descriptions
-        reference = self.reference
-        known: dict[str, tuple[str, str, bool]] = {}
-        lot_level = self.lot_level
-        items = (
-            self.exact[0].sorted_items()
-            if len(self.exact) == 1
-            else heapq.merge(*(part.sorted_items() for part in self.exact), key=itemgetter(0))
-        )
-        for _, material, location, lot, quantity in items:
-            facts = known.get(material)
-            if facts is None:
-                info = reference.material(material) if reference is not None else None
-                description = descriptions.get(material) or (
-                    (info.description or "") if info is not None else ""
-                )
-                costed = info is not None and info.unit_cost is not None
-                facts = known[material] = (comparison.unit_of(material), description, costed)
-            yield ExactRow(
-                material,
-                location,
-                lot if lot_level and lot else None,
-                facts[0],
-                facts[1],
-                _decimal(quantity),
-                facts[2],
+        """``(key, material, location, lot, quantity text)`` by key."""
+        keys, material, location, lot = self._columns()
+        order = pc.sort_indices(keys)
+        for start in range(0, len(order), BATCH):
+            index = order.slice(start, BATCH)
+            yield from zip(
+                keys.take(index).to_pylist(),
+                material.take(index).to_pylist(),
+                location.take(index).to_pylist(),
+                lot.take(index).to_pylist(),
+                self._quantity.take(index).to_pylist(),
+                strict=True,
             )
-
-    def exact_line(self, row: ExactRow) -> Line:
-        """The line of an exactly matching row."""
-        return Line(
-            material=row.material,
-            location=row.location,
-            lot=row.lot,
-            uom=row.uom,
-            quantities=dict.fromkeys(self.systems, row.quantity),
-            status=MATCH,
-            variance=ZERO,
-            variance_value=ZERO if row.costed else None,
-            within_tolerance=True,
-            description=row.description,
-            variances=dict.fromkeys(self.systems[1:], ZERO),
-        )
-
-    def lines(self) -> Iterator[Line]:
-        """Every line: differences by variance value (largest first), then exact matches by key."""
-        yield from self.exceptions
-        for row in self.exact_rows():
-            yield self.exact_line(row)
-
-    def __len__(self) -> int:
-        return self.summary.lines

@@ -90,13 +90,20 @@ class Reference(Protocol):
 
 
 def read_raw_file(path: Path, options: CsvOptions | None = None) -> Records:
-    """Records of a system file: CSV, JSON or JSON lines (the mapping layer's readers, which
-    detect GBK/GB18030 and the dialect), or XML (one record per B2MML ``MaterialLot`` element,
-    else per child of the root element)."""
-    if path.suffix.lower() == ".xml":
-        from conveyor.reconcile.snapshots import xml_records
+    """Records of a system file: CSV (the mapping layer's reader, which detects GBK/GB18030 and
+    the dialect), JSON or JSON lines (``sources.canonical_json.json_documents``, which detects the
+    encoding the same way and lists a line it cannot read), or XML (one record per B2MML
+    ``MaterialLot`` element, else per child of the root element)."""
+    suffix = path.suffix.lower()
+    if suffix == ".xml":
+        from conveyor.reconcile.sources.xml import xml_records
 
         yield from xml_records(path)
+        return
+    if suffix in (".json", ".jsonl", ".ndjson"):
+        from conveyor.reconcile.sources.canonical_json import json_documents
+
+        yield from json_documents(path)
         return
     from conveyor.mapping.readers import read_raw
 

@@ -22,7 +22,7 @@ from sqlalchemy import Engine, Table, func, select
 from conveyor.errors import TerminalError
 from conveyor.ledger.models import utcnow
 from conveyor.quantity import format_quantity, parse_quantity
-from conveyor.reconcile.compare import MATCH, Line, Result, join_key
+from conveyor.reconcile.lines import MATCH, Line, Result, join_key
 from conveyor.reconcile.models import (
     ReconciliationApprovalRow,
     ReconciliationInputRow,
@@ -32,7 +32,7 @@ from conveyor.reconcile.models import (
     ReconciliationSnapshotRow,
 )
 from conveyor.reconcile.reports import Report
-from conveyor.reconcile.snapshots import Snapshot
+from conveyor.reconcile.sources import Snapshot
 
 RESOLUTIONS = ("timing_difference", "counting_error", "posting_error", "master_data_error", "open")
 """How a difference is classified; ``open`` means still under investigation."""

@@ -14,9 +14,9 @@ from typing import TYPE_CHECKING, Any
 
 from conveyor.errors import ConfigError
 from conveyor.ledger.models import utcnow
-from conveyor.reconcile.compare import Comparison, Result, Transit
+from conveyor.reconcile.lines import Result, Transit
 from conveyor.reconcile.reference import Reference, load_reference
-from conveyor.reconcile.snapshots import (
+from conveyor.reconcile.sources import (
     CanonicalCsvSnapshot,
     HubSnapshot,
     Progress,
@@ -30,7 +30,6 @@ from conveyor.reconcile.tolerance import Tolerance
 if TYPE_CHECKING:
     from conveyor.config import Project
     from conveyor.ledger import AcceptResult, Ledger
-    from conveyor.reconcile.columnar import ColumnarComparison
     from conveyor.reconcile.runs import RunRecord
 
 HUB = "hub"
@@ -130,9 +129,11 @@ def compare_snapshots(
 ) -> tuple[Result, datetime]:
     """Read every snapshot into one comparison and classify it; returns the result and the
     run's ``as_of`` (given, else the latest snapshot time, else now). The hub is read last, at
-    that ``as_of``."""
+    that ``as_of``: by the movements that occurred by then (see ``sources.hub``)."""
+    from conveyor.reconcile.compare import Comparison
+
     declared_lotless = any(s.tracks_lots is False for s in snapshots)
-    comparison = _engine(snapshots, systems, lot_level=not declared_lotless)
+    comparison = Comparison(systems, lot_level=not declared_lotless)
     ordered = sorted(snapshots, key=lambda s: isinstance(s, HubSnapshot))
     with _no_cyclic_gc():
         for snapshot in ordered:
@@ -144,7 +145,6 @@ def compare_snapshots(
             # by columns when the file allows it, else row by row (bad rows, units to convert)
             if not (
                 isinstance(snapshot, CanonicalCsvSnapshot)
-                and not isinstance(comparison, Comparison)
                 and comparison.add_file(snapshot, callback, store)
             ):
                 for chunk in snapshot.chunks(callback, store):
@@ -164,20 +164,6 @@ def compare_snapshots(
     with _no_cyclic_gc():
         result = comparison.result(tolerance=tolerance, reference=reference, transit=moving)
     return result, run_as_of
-
-
-def _engine(
-    snapshots: Sequence[Snapshot], systems: Sequence[str], *, lot_level: bool
-) -> Comparison | ColumnarComparison:
-    """The columnar engine when every snapshot is a canonical CSV file (read by Arrow's CSV
-    reader), else the row engine (``Comparison``). Both give the same result."""
-    if snapshots and all(isinstance(s, CanonicalCsvSnapshot) for s in snapshots):
-        try:
-            from conveyor.reconcile.columnar import ColumnarComparison
-        except ImportError:  # pragma: no cover - pyarrow is a dependency
-            return Comparison(systems, lot_level=lot_level)
-        return ColumnarComparison(systems, lot_level=lot_level)
-    return Comparison(systems, lot_level=lot_level)
 
 
 def run_reconciliation(

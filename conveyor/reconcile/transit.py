@@ -14,7 +14,7 @@ from datetime import datetime
 from sqlalchemy import Engine, or_, select
 
 from conveyor.ledger.models import DeliveryRow, MessageRow, StockMovementRow
-from conveyor.reconcile.compare import Transit, join_key
+from conveyor.reconcile.lines import Transit, join_key
 
 
 def in_transit(

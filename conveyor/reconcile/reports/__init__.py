@@ -1,37 +1,73 @@
 """Reconciliation reports: ``report.html``, ``report.xlsx``, ``report.csv`` and ``report.json``.
 
 All four are written from one ``Report`` (a fresh run, or a stored run with its resolutions and
-approval). Text that came from outside (codes, descriptions, notes) and starts with ``=``, ``+``,
-``-``, ``@`` (or a tab / carriage return) is neutralised in CSV with a leading apostrophe and kept
-as a plain, quote-prefixed string cell in XLSX, so no cell can run a formula; HTML escapes
-everything (jinja2 autoescape) and loads nothing from outside the page.
+approval). Text that came from outside (codes, descriptions, notes) and starts like a formula —
+``=``, ``+``, ``-``, ``@``, their full-width forms (``＝``, ``＋``, ``－``, ``＠``) and small or
+minus-sign look-alikes, also after leading whitespace, or a tab / carriage return / line feed —
+is neutralised in CSV with a leading apostrophe and kept as a plain, quote-prefixed string cell in
+XLSX, so no cell can run a formula; HTML escapes everything (jinja2 autoescape) and loads nothing
+from outside the page.
+
+Every file is written under a temporary name in the output folder (created exclusively, never
+through a symlink) and moved over the report's name when complete (``os.replace``): a report
+being replaced is never seen half written, and a symlink planted at a report's name is replaced,
+never followed.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import os
+import re
+import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
-from conveyor.reconcile.compare import ExactRow, Line, Result
+from conveyor.reconcile.lines import ExactRow, Line, Result
 
-FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+FORMULA_SIGNS = "=+-@＝＋－＠﹦﹢﹣﹫−"
+"""What starts a formula in some spreadsheet program: ASCII, full-width, small forms, minus."""
+_FORMULA = re.compile("^(?:[\t\r\n]|[\\s\u3000\u00a0\ufeff]*[" + re.escape(FORMULA_SIGNS) + "])")
 REPORT_FILES = ("report.json", "report.csv", "report.xlsx", "report.html")
 
 
 def neutralise(text: str | None) -> str:
-    """Outside text made safe for a spreadsheet cell (a leading apostrophe before =, +, -, @)."""
+    """Outside text made safe for a spreadsheet cell (a leading apostrophe when it starts like
+    a formula, see ``needs_neutralising``)."""
     if not text:
         return ""
-    return "'" + text if text.startswith(FORMULA_STARTS) else text
+    return "'" + text if _FORMULA.match(text) else text
 
 
 def needs_neutralising(text: str | None) -> bool:
-    """True when ``text`` would start a formula in a spreadsheet."""
-    return bool(text) and str(text).startswith(FORMULA_STARTS)
+    """True when ``text`` would start a formula in a spreadsheet: a formula sign (ASCII or
+    full-width, see ``FORMULA_SIGNS``) first or after leading whitespace, or a tab, carriage
+    return or line feed first."""
+    return bool(text) and _FORMULA.match(str(text)) is not None
+
+
+@contextlib.contextmanager
+def replacing(path: Path, mode: str = "w", **options: Any) -> Iterator[IO[Any]]:
+    """A file object for a new ``path``: written under a temporary name in the same folder
+    (``mkstemp``: created exclusively, never through a symlink) and moved over ``path`` when the
+    block ends without an error (``os.replace`` replaces a symlink there, never follows it);
+    on an error the temporary file is removed and ``path`` is left as it was."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.fchmod(fd, 0o666 & ~umask)  # as a plain open() would create it
+        with os.fdopen(fd, mode, **options) as fh:
+            yield fh
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
 
 
 @dataclass
@@ -131,7 +167,7 @@ def write_reports(
     for name in formats:
         writers[name]()
         path = out / f"report.{name}"
-        with path.open("rb") as fh:
+        with os.fdopen(os.open(path, os.O_RDONLY | os.O_NOFOLLOW), "rb") as fh:
             hashes[path.name] = hashlib.file_digest(fh, "sha256").hexdigest()
     return hashes
 

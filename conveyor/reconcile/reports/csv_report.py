@@ -7,12 +7,18 @@ import csv
 from pathlib import Path
 
 from conveyor.quantity import format_quantity
-from conveyor.reconcile.reports import Report, line_columns, neutralise, transit_text
+from conveyor.reconcile.reports import (
+    Report,
+    line_columns,
+    neutralise,
+    replacing,
+    transit_text,
+)
 
 
 def write(report: Report, path: Path) -> None:
     """Write ``report.csv``."""
-    with path.open("w", encoding="utf-8-sig", newline="") as fh:
+    with replacing(path, "w", encoding="utf-8-sig", newline="") as fh:
         writer = csv.writer(fh)
         writer.writerow(line_columns(report))
         rows: list[list[str]] = []

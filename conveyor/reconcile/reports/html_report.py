@@ -13,7 +13,7 @@ from typing import Any
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from conveyor.quantity import format_quantity, parse_quantity
-from conveyor.reconcile.reports import Report, tolerance_text, transit_text
+from conveyor.reconcile.reports import Report, replacing, tolerance_text, transit_text
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 CHART_BARS = 12
@@ -116,4 +116,5 @@ def write(report: Report, path: Path, *, max_lines: int = 2000) -> None:
             tolerance=tolerance_text(report.tolerance),
         )
     )
-    path.write_text(html, encoding="utf-8")
+    with replacing(path, "w", encoding="utf-8") as fh:
+        fh.write(html)

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from conveyor.quantity import format_quantity
-from conveyor.reconcile.reports import Report
+from conveyor.reconcile.reports import Report, replacing
 
 
 def _dump(value: Any) -> str:
@@ -42,7 +42,7 @@ def write(report: Report, path: Path) -> None:
         "runner": report.runner,
         "generated_at": report.generated_at.isoformat(),
     }
-    with path.open("w", encoding="utf-8", newline="\n") as fh:
+    with replacing(path, "w", encoding="utf-8", newline="\n") as fh:
         fh.write("{\n")
         for name, value in head.items():
             fh.write(f"{_dump(name)}: {_dump(value)},\n")

@@ -26,6 +26,7 @@ from conveyor.reconcile.reports import (
     Report,
     line_columns,
     needs_neutralising,
+    replacing,
     tolerance_text,
     transit_text,
 )
@@ -85,7 +86,8 @@ def write(report: Report, path: Path, *, max_lines: int = MAX_LINES) -> None:
     _summary_sheet(wb, report, listed)
     _lines_sheet(wb, report, listed)
     _unmapped_sheet(wb, report)
-    wb.save(path)
+    with replacing(path, "wb") as fh:
+        wb.save(fh)
 
 
 def _summary_sheet(wb: Workbook, report: Report, listed: int) -> None:

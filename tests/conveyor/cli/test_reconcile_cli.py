@@ -246,7 +246,7 @@ def test_snapshots_from_connectors_and_the_hub(
 
 
 def test_canonical_csv_snapshots_of_every_system(plant: Path, tmp_path: Path) -> None:
-    """Canonical CSV files for every system: the columnar engine reads them, bad rows of a file
+    """Canonical CSV files for every system: the engine reads them by columns, bad rows of a file
     are still listed with their line, and the stored snapshot hashes are the files'."""
     rows = "material,location,lot,quantity,uom,description\n"
     files = {
@@ -282,3 +282,61 @@ def test_canonical_csv_snapshots_of_every_system(plant: Path, tmp_path: Path) ->
     report = json.loads((out_dir / "report.json").read_text(encoding="utf-8"))
     (unmapped,) = report["unmapped"]
     assert (unmapped["system"], unmapped["line"], unmapped["stage"]) == ("mes", 3, "validate")
+
+
+def test_snapshots_in_gbk_and_unreadable_json_run_without_a_traceback(
+    plant: Path, tmp_path: Path
+) -> None:
+    """A GBK canonical CSV reads as ingest reads it; a JSON line nested 10,000 levels deep and
+    one with bytes that are not text are listed with their file and line; the run completes."""
+    sap = tmp_path / "sap.csv"
+    sap.write_bytes(
+        "material,location,lot,quantity,uom,description\n"
+        "RM-1001,1000/RM,,1250.5,KG,聚丙烯颗粒\n".encode("gbk")
+    )
+    message = {
+        "message_id": "5f0c6f9e-8a2b-4c1d-9e3f-0a1b2c3d4e5f",
+        "type": "stock_snapshot",
+        "source": "wms",
+        "key": "WMS-1",
+        "occurred_at": "2026-11-21T18:00:00+08:00",
+        "schema_version": "1.0",
+        "payload": {
+            "as_of": "2026-11-21T18:00:00+08:00",
+            "rows": [
+                {"material": "RM-1001", "location": "1000/RM", "quantity": "1250.5", "uom": "KG"}
+            ],
+        },
+    }
+    wms = tmp_path / "wms.jsonl"
+    deep = "[" * 10_000 + "]" * 10_000
+    wms.write_bytes(
+        json.dumps(message).encode()
+        + b"\n"
+        + b" " * (1 << 20)  # past what the encoding detection looks at
+        + b"\n"
+        + f'{{"type": "stock_snapshot", "x": {deep}}}\n'.encode()
+        + b'{"type": "stock_snapshot", "key": "\xff"}\n'
+    )
+    code, out = run(
+        plant,
+        "--json",
+        "reconcile",
+        "--systems",
+        "sap,wms",
+        "--snapshot",
+        f"sap={sap}",
+        "--snapshot",
+        f"wms={wms}",
+        "--out",
+        str(tmp_path / "out"),
+        "--no-alerts",
+    )
+    assert code == 0, out
+    result = json.loads(out)
+    assert result["summary"]["exact"] == 1
+    assert result["summary"]["unmapped"] == 2
+    report = json.loads((tmp_path / "out" / "report.json").read_text(encoding="utf-8"))
+    listed = {(u["source"], u["line"]): u["reason"] for u in report["unmapped"]}
+    assert "nested too deeply" in listed[(str(wms), 3)]
+    assert "not utf-8 text" in listed[(str(wms), 4)]

@@ -10,7 +10,7 @@ from sqlalchemy import update
 from conveyor.ledger import Ledger
 from conveyor.ledger.models import DeliveryRow, MessageRow
 from conveyor.messages import new_message
-from conveyor.reconcile.compare import join_key
+from conveyor.reconcile.lines import join_key
 from conveyor.reconcile.transit import in_transit
 
 

@@ -11,7 +11,7 @@ import pytest
 from conveyor.reconcile.compare import Comparison
 from conveyor.reconcile.reports import needs_neutralising, neutralise, report_from_result
 from conveyor.reconcile.reports.csv_report import write
-from conveyor.reconcile.snapshots import Chunk
+from conveyor.reconcile.sources import Chunk
 
 
 @pytest.mark.parametrize(
@@ -22,6 +22,19 @@ from conveyor.reconcile.snapshots import Chunk
         ("-2+3", "'-2+3"),
         ("@SUM(A1)", "'@SUM(A1)"),
         ("\t=1", "'\t=1"),
+        ("＝1+1", "'＝1+1"),
+        ("＋1", "'＋1"),
+        ("－1", "'－1"),
+        ("＠SUM(A1)", "'＠SUM(A1)"),
+        (" =1+1", "' =1+1"),
+        ("  ＝1", "'  ＝1"),
+        ("\u3000＠x", "'\u3000＠x"),
+        ("\n=1", "'\n=1"),
+        ("\r=1", "'\r=1"),
+        ("﹦1", "'﹦1"),
+        ("−1", "'−1"),
+        (" plain", " plain"),
+        ("a=1", "a=1"),
         ("plain", "plain"),
         ("", ""),
         (None, ""),
@@ -57,3 +70,25 @@ def test_every_line_with_neutralised_text_and_plain_numbers(tmp_path: Path) -> N
     assert (first["qty_erp"], first["qty_wms"], first["variance"]) == ("-5", "-4.5", "0.5")
     missing = next(r for r in rows if r["material"] == "M2")
     assert (missing["qty_wms"], missing["status"]) == ("", "missing_in:wms")
+
+
+FORMULA_LOOKING = ["＝HYPERLINK(1)", "＋1", "－2", "＠SUM(A1)", " =1", "\u3000＝1", "\t@x"]
+
+
+def test_full_width_and_spaced_formulas_are_neutralised_in_csv(tmp_path: Path) -> None:
+    comparison = Comparison(["erp", "wms"])
+    rows = [(f"M{i}", text, "", "1", "KG", text) for i, text in enumerate(FORMULA_LOOKING)]
+    comparison.add("erp", Chunk(rows))
+    report = report_from_result(
+        comparison.result(),
+        run_id="r",
+        as_of=datetime(2026, 11, 21, tzinfo=UTC),
+        inputs=[],
+        generated_at=datetime.now(UTC),
+    )
+    write(report, tmp_path / "report.csv")
+    with (tmp_path / "report.csv").open(encoding="utf-8-sig", newline="") as fh:
+        written = {row["material"]: row for row in csv.DictReader(fh)}
+    for i, text in enumerate(FORMULA_LOOKING):
+        assert written[f"M{i}"]["location"] == "'" + text
+        assert written[f"M{i}"]["description"] == "'" + text

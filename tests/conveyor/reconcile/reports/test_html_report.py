@@ -78,7 +78,7 @@ def test_page_is_self_contained_and_escaped(scenario_html: Path) -> None:
 def test_long_runs_list_the_largest_lines_and_say_where_the_rest_are(tmp_path: Path) -> None:
     from conveyor.reconcile.compare import Comparison
     from conveyor.reconcile.reports import report_from_result
-    from conveyor.reconcile.snapshots import Chunk
+    from conveyor.reconcile.sources import Chunk
 
     comparison = Comparison(["erp", "wms"])
     comparison.add("erp", Chunk([(f"M{i}", "L1", "", str(i), "KG", "") for i in range(50)]))

@@ -9,7 +9,7 @@ from pathlib import Path
 from conveyor.reconcile.compare import Comparison
 from conveyor.reconcile.reports import report_from_result
 from conveyor.reconcile.reports.json_report import write
-from conveyor.reconcile.snapshots import Chunk
+from conveyor.reconcile.sources import Chunk
 
 
 def test_shape_and_exact_decimals(tmp_path: Path) -> None:

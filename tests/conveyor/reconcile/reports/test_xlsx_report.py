@@ -13,7 +13,7 @@ from openpyxl import load_workbook
 from conveyor.reconcile.compare import Comparison
 from conveyor.reconcile.reports import Report, report_from_result
 from conveyor.reconcile.reports.xlsx_report import write
-from conveyor.reconcile.snapshots import Chunk, Unmapped
+from conveyor.reconcile.sources import Chunk, Unmapped
 
 
 def _report(rows: int = 6) -> Report:
@@ -88,3 +88,27 @@ def test_line_limit_lists_the_largest_and_says_where_the_rest_is(tmp_path: Path)
     assert any("25 lines" in str(t) and "report.csv" in str(t) for t in texts)
     variances = [abs(Decimal(str(r[8]))) for r in lines]
     assert variances == sorted(variances, reverse=True)
+
+
+def test_full_width_and_spaced_formulas_stay_text_in_xlsx(tmp_path: Path) -> None:
+    texts = ["＝HYPERLINK(1)", "＋1", "－2", "＠SUM(A1)", " =1", "\u3000＝1", "\t@x"]
+    comparison = Comparison(["erp", "wms"])
+    comparison.add(
+        "erp", Chunk([(f"M{i}", "L1", "", "1", "KG", text) for i, text in enumerate(texts)])
+    )
+    report = report_from_result(
+        comparison.result(),
+        run_id="r",
+        as_of=datetime(2026, 11, 21, tzinfo=UTC),
+        inputs=[],
+        generated_at=datetime.now(UTC),
+        runner="＝alice",
+    )
+    write(report, tmp_path / "r.xlsx")
+    book = load_workbook(tmp_path / "r.xlsx")
+    cells = {r[0].value: r[1] for r in book["Lines"].iter_rows(min_row=2)}
+    for i, text in enumerate(texts):
+        cell = cells[f"M{i}"]
+        assert (cell.value, cell.data_type, cell.quotePrefix) == (text, "s", True)
+    run_by = _cells(book["Summary"])["run by"]
+    assert (run_by.value, run_by.quotePrefix) == ("＝alice", True)
