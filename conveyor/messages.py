@@ -19,7 +19,8 @@ from typing import Any
 
 from conveyor.errors import Problem, ValidationError
 from conveyor.paths import schemas_dir
-from conveyor.quantity import QuantityError, format_quantity, parse_quantity
+from conveyor.quantity import QuantityError, format_quantity, parse_quantity, range_problem
+from conveyor.redact import clip
 
 SCHEMA_VERSION = "1.0"
 SCHEMA_BASE_URI = "https://conveyor.example/schemas/"
@@ -130,6 +131,30 @@ def _schema_problems(message: Any, message_type: str, first: Any) -> list[Proble
     return list(problems.values())
 
 
+@cache
+def _quantity_kinds(message_type: str) -> dict[str, str]:
+    """Which ``common.json`` quantity definition each quantity holder of a type refers to
+    (``quantity``, ``positive_quantity``, ``nonzero_quantity``), read from its schema."""
+    payload = schema(message_type).get("properties", {}).get("payload", {})
+    out: dict[str, str] = {}
+    for holder in _QUANTITY_HOLDERS:
+        node = payload.get("properties", {})
+        if holder:
+            node = node.get(holder, {}).get("items", {}).get("properties", {})
+        ref = node.get("quantity", {}).get("$ref", "")
+        if ref:
+            out[holder] = ref.rsplit("/", 1)[-1]
+    return out
+
+
+def _shown(value: Any) -> Any:
+    """A rejected value as it is kept in a problem: short texts as they are, long ones clipped."""
+    if isinstance(value, str | int | Decimal) and not isinstance(value, bool):
+        text = value if isinstance(value, str) else format_quantity(Decimal(value))
+        return clip(text, 80) if len(text) > 80 else value
+    return value
+
+
 def _parse_timestamp(value: str) -> datetime:
     parsed = datetime.fromisoformat(value.replace("z", "Z").replace("t", "T"))
     if parsed.tzinfo is None:
@@ -154,6 +179,7 @@ def _semantic_problems(message: Message) -> list[Problem]:
                 problems.append(
                     Problem(f"$.payload.{fieldname}", payload[fieldname], "timestamp", str(exc))
                 )
+    kinds = _quantity_kinds(message["type"])
     for holder, fields in _QUANTITY_HOLDERS.items():
         items = [payload] if holder == "" else payload.get(holder, [])
         for index, item in enumerate(items):
@@ -165,16 +191,21 @@ def _semantic_problems(message: Message) -> list[Problem]:
                     if holder == ""
                     else f"$.payload.{holder}[{index}].{fieldname}"
                 )
+                raw = item[fieldname]
                 try:
-                    quantity = parse_quantity(item[fieldname])
+                    quantity = parse_quantity(raw)
                 except QuantityError as exc:
-                    problems.append(Problem(where, item[fieldname], "decimal", str(exc)))
+                    problems.append(Problem(where, _shown(raw), "decimal", str(exc)))
                     continue
-                exponent = quantity.as_tuple().exponent
-                if isinstance(exponent, int) and exponent < -12:
-                    problems.append(
-                        Problem(where, item[fieldname], "decimal", "more than 12 decimal places")
-                    )
+                # JSON numbers skip the schema's text pattern: the same bounds, checked here
+                problem = range_problem(quantity)
+                kind = kinds.get(holder)
+                if problem is None and kind == "positive_quantity" and quantity <= 0:
+                    problem = "must be greater than zero"
+                elif problem is None and kind == "nonzero_quantity" and quantity == 0:
+                    problem = "must not be zero"
+                if problem is not None:
+                    problems.append(Problem(where, _shown(raw), "decimal", problem))
                 else:
                     item[fieldname] = quantity
     return problems

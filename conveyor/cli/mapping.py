@@ -234,7 +234,7 @@ def ingest(app: AppContext, system: str, message_type: str, files: tuple[Path, .
     if not engine.has_direction(system, message_type, "in"):
         raise click.ClickException(f"system {system!r} has no inbound mapping for {message_type}")
     options = engine.mapping(system).csv
-    totals = {"accepted": 0, "duplicate": 0, "rejected": 0, "parked": 0}
+    totals = {"accepted": 0, "duplicate": 0, "conflict": 0, "rejected": 0, "parked": 0}
     problems: list[dict[str, Any]] = []
     for path in files:
         try:
