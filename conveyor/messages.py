@@ -127,7 +127,12 @@ def _schema_problems(message: Any, message_type: str, first: Any) -> list[Proble
     if not problems:  # fastjsonschema and jsonschema disagree only on exotic inputs
         path = getattr(first, "path", ["data"])[1:]
         rule = getattr(first, "rule", "?")
-        return [Problem(_path_of(path), getattr(first, "value", None), rule, str(first))]
+        value = getattr(first, "value", None)
+        definition = getattr(first, "definition", None) or {}
+        text = str(first)
+        if rule == "pattern" and definition.get("description"):  # e.g. a code ending in "\n"
+            text = f"{value!r} is not valid here: {definition['description']}"
+        return [Problem(_path_of(path), value, rule, text)]
     return list(problems.values())
 
 

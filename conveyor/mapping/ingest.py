@@ -47,7 +47,7 @@ def ingest_records(
         raise ConfigError(f"system {system!r} has no inbound mapping for {message_type}")
     if message_type == "stock_snapshot":
         return _ingest_snapshot(ledger, engine, system, records, on_problem=on_problem)
-    counts = {"accepted": 0, "duplicate": 0, "conflict": 0, "rejected": 0, "parked": 0}
+    counts = {"accepted": 0, "duplicate": 0, "rejected": 0, "parked": 0}
     batch: list[Any] = []
     origins: list[Origin | None] = []
     unmapped: list[tuple[RawRecord, str, str, list[Problem]]] = []
@@ -56,7 +56,7 @@ def ingest_records(
         _park(ledger, system, message_type, unmapped, counts, on_problem)
         if batch:
             for result in ledger.accept_batch(batch, origins):
-                counts[result.status] += 1
+                counts[result.status] = counts.get(result.status, 0) + 1  # conflict: only when seen
                 if result.status in ("rejected", "conflict") and on_problem is not None:
                     on_problem(result.as_dict())
         batch.clear()
@@ -130,7 +130,7 @@ def _ingest_snapshot(
     *,
     on_problem: Listener | None,
 ) -> dict[str, int]:
-    counts = {"accepted": 0, "duplicate": 0, "conflict": 0, "rejected": 0, "parked": 0}
+    counts = {"accepted": 0, "duplicate": 0, "rejected": 0, "parked": 0}
     started = datetime.now(UTC).replace(microsecond=0).isoformat()
     groups: dict[tuple[str, str], list[MappedRow]] = {}
     parts: dict[tuple[str, str], int] = {}
@@ -145,7 +145,7 @@ def _ingest_snapshot(
         key = f"{as_of}/{file_name[-120:]}/{parts[group]}"
         message = engine.snapshot_message(system, rows, as_of=as_of, key=key)
         result = ledger.accept(message, Origin(file=file_name, system=system))
-        counts[result.status] += 1
+        counts[result.status] = counts.get(result.status, 0) + 1  # conflict: only when seen
         if result.status in ("rejected", "conflict") and on_problem is not None:
             on_problem(result.as_dict())
 

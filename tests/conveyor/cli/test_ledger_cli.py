@@ -54,6 +54,7 @@ def test_accept_twice_then_stock(project: Path) -> None:
     assert json.loads(out) == {
         "accepted": 0,
         "duplicate": 13,
+        "conflict": 0,
         "rejected": 0,
         "alerts": 0,
         "rejected_records": [],
