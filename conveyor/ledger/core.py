@@ -212,7 +212,11 @@ class Ledger:
                     result.status = "duplicate"
                 else:
                     result.status = "conflict"
-                    result.error = _conflict_error(message, valid[first], "earlier in this batch")
+                    result.error = _conflict_error(
+                        message,
+                        valid[first],
+                        f"message {valid[first]['message_id']}, earlier in this batch",
+                    )
                 continue
             seen[identity] = index
             valid[index] = message

@@ -104,8 +104,16 @@ def test_two_processes_reversing_the_same_originals(
     env = dict(os.environ, CONVEYOR_DB_URL=pg_database_url)
     procs = [
         subprocess.Popen(
-            [sys.executable, "-m", "conveyor", "--project", str(tmp_path), "--json", "accept"]
-            + [str(path)],
+            [
+                sys.executable,
+                "-m",
+                "conveyor",
+                "--project",
+                str(tmp_path),
+                "--json",
+                "accept",
+                str(path),
+            ],
             env=env,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,

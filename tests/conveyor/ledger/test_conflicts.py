@@ -69,7 +69,8 @@ def test_other_content_is_a_conflict_kept_beside_the_stored_version(ledger: Ledg
     assert result.status == "conflict"
     assert result.parked_id is not None
     reason = str(result.error)
-    assert "payload.quantity" in reason and '"10" → "12"' in reason
+    assert "payload.quantity" in reason
+    assert '"10" → "12"' in reason
     assert first["message_id"] in reason
     assert result.as_dict()["status"] == "conflict"
     [parked] = ledger.parked_records()

@@ -133,7 +133,13 @@ def test_a_zero_adjustment_as_a_json_number_is_refused(ledger: Ledger) -> None:
         "stock_adjustment",
         "mes",
         "ADJ-1/1",
-        {"material": "M1", "quantity": Decimal("-0.0"), "uom": "KG", "location": "A", "reason": "x"},
+        {
+            "material": "M1",
+            "quantity": Decimal("-0.0"),
+            "uom": "KG",
+            "location": "A",
+            "reason": "x",
+        },
     )
     result = ledger.accept(adjustment)
     assert result.status == "rejected"
