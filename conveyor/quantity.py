@@ -162,16 +162,21 @@ def format_quantity(value: Decimal) -> str:
     keeps its exponent form, so a hostile ``1E+999999`` never becomes a million characters."""
     if not value.is_finite():
         return str(value)
-    if value == 0:
+    if not value:
         return "0"
-    _, digits, exponent = value.as_tuple()
-    if (
-        len(digits) > CONTEXT.prec
-        or value.adjusted() > 2 * INTEGER_DIGITS
-        or (isinstance(exponent, int) and exponent < -4 * DECIMALS)
-    ):
+    try:
+        normal = value.normalize(CONTEXT)
+    except Inexact:  # more than 80 significant digits: far outside the range
         return str(value)
-    return format(value.normalize(CONTEXT), "f")
+    text = str(normal)
+    if "E" not in text:  # the common case: str() is already the plain form
+        return text
+    exponent = normal.as_tuple().exponent
+    if normal.adjusted() > 2 * INTEGER_DIGITS or (
+        isinstance(exponent, int) and exponent < -4 * DECIMALS
+    ):
+        return text
+    return format(normal, "f")
 
 
 def _short(value: Decimal) -> str:

@@ -24,11 +24,11 @@ import json
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Literal, cast
 
-from sqlalchemy import Connection, Engine, Table, case, or_, select, text, tuple_
+from sqlalchemy import Connection, Engine, Table, or_, select, text, tuple_
 from sqlalchemy.dialects import postgresql, sqlite
 
 from conveyor import messages as canonical
@@ -44,7 +44,14 @@ from conveyor.ledger.models import (
     StockPositionRow,
     utcnow,
 )
-from conveyor.quantity import CONTEXT, QuantityError, add, format_quantity, parse_quantity
+from conveyor.quantity import (
+    CONTEXT,
+    INTEGER_DIGITS,
+    QuantityError,
+    add,
+    format_quantity,
+    parse_quantity,
+)
 from conveyor.redact import clip
 from conveyor.routing import Router, ordering_key
 from conveyor.stock import NO_LOT, Movement, movements
@@ -310,43 +317,41 @@ class Ledger:
         the hash existed are hashed from their columns)."""
         if not identities:
             return {}
-        rows: list[Any] = []
+        found: dict[tuple[str, str], str | None] = {}
         if self.dialect == "postgresql":
-            rows.extend(
-                conn.execute(
-                    text(
-                        "SELECT m.source, m.key, m.content_hash, m.type, m.occurred_at,"
-                        " CASE WHEN m.content_hash IS NULL THEN m.payload END AS payload"
-                        " FROM messages m"
-                        " JOIN json_to_recordset(CAST(:rows AS json)) AS r(source text, key text)"
-                        " ON m.source = r.source AND m.key = r.key"
-                    ),
-                    {"rows": json.dumps([{"source": s, "key": k} for s, k in identities])},
-                )
+            rows = conn.execute(
+                text(
+                    "SELECT m.source, m.key, m.content_hash FROM messages m"
+                    " JOIN json_to_recordset(CAST(:rows AS json)) AS r(source text, key text)"
+                    " ON m.source = r.source AND m.key = r.key"
+                ),
+                {"rows": json.dumps([{"source": s, "key": k} for s, k in identities])},
             )
+            found.update(((r.source, r.key), r.content_hash) for r in rows)
         else:
-            legacy = case((messages_t.c.content_hash.is_(None), messages_t.c.payload))
             for chunk in _chunks(identities, 400):
                 query = select(
-                    messages_t.c.source,
-                    messages_t.c.key,
-                    messages_t.c.content_hash,
-                    messages_t.c.type,
-                    messages_t.c.occurred_at,
-                    legacy.label("payload"),
+                    messages_t.c.source, messages_t.c.key, messages_t.c.content_hash
                 ).where(tuple_(messages_t.c.source, messages_t.c.key).in_(chunk))
-                rows.extend(conn.execute(query))
-        return {
-            (r.source, r.key): r.content_hash
-            or content_hash(
-                {
-                    "type": r.type,
-                    "occurred_at": r.occurred_at,
-                    "payload": canonical.loads(r.payload),
-                }
-            )
-            for r in rows
-        }
+                found.update(((r.source, r.key), r.content_hash) for r in conn.execute(query))
+        legacy = [ident for ident, digest in found.items() if digest is None]
+        for chunk in _chunks(legacy, 400):
+            query = select(
+                messages_t.c.source,
+                messages_t.c.key,
+                messages_t.c.type,
+                messages_t.c.occurred_at,
+                messages_t.c.payload,
+            ).where(tuple_(messages_t.c.source, messages_t.c.key).in_(chunk))
+            for r in conn.execute(query):
+                found[(r.source, r.key)] = content_hash(
+                    {
+                        "type": r.type,
+                        "occurred_at": r.occurred_at,
+                        "payload": canonical.loads(r.payload),
+                    }
+                )
+        return {ident: digest for ident, digest in found.items() if digest is not None}
 
     def _insert(self, table: Any) -> Any:
         dialect = postgresql if self.dialect == "postgresql" else sqlite
@@ -494,18 +499,21 @@ class Ledger:
             problem = None
             for mv in changes[index]:
                 before = after.get(mv.position, running.get(mv.position, Decimal(0)))
-                try:
-                    after[mv.position] = add(before, mv.quantity)
-                except QuantityError as exc:
+                # both sides have at most 12 decimals, so only the integer digits can overflow;
+                # CONTEXT's 80 digits keep the sum exact (the default 28 would round it)
+                total = CONTEXT.add(before, mv.quantity)
+                if total.adjusted() >= INTEGER_DIGITS:
                     problem = Problem(
                         "$.payload.quantity",
                         format_quantity(mv.quantity),
                         "quantity.range",
                         f"stock of {mv.material} at {mv.location}"
                         + (f" lot {mv.lot}" if mv.lot else "")
-                        + f" would not fit the ledger ({exc}); refused, never rounded",
+                        + f" would be {format_quantity(total)}, more than {INTEGER_DIGITS} integer"
+                        " digits (NUMERIC(38, 12)): refused, never rounded",
                     )
                     break
+                after[mv.position] = total
             if problem is not None:
                 results[index].error = ValidationError([problem])
                 del valid[index]
@@ -979,19 +987,37 @@ class Ledger:
             own.execute(stmt)
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+
+
 def content_hash(message: dict[str, Any]) -> str:
     """sha256 of what a message says: its type, the instant it occurred (UTC) and its payload
     (keys sorted, numbers as canonical decimal text). ``message_id``, ``mapping_version`` and
     ``correlation_id`` are not content: the same record mapped again is the same message."""
     when = message["occurred_at"]
     instant = canonical.occurred_at(message) if isinstance(when, str) else when
-    body = {
-        "type": message["type"],
-        "occurred_at": instant.astimezone(UTC).isoformat(),
-        "payload": _normal(message["payload"]),
-    }
+    micros = (instant - _EPOCH) // _MICROSECOND  # the instant, whatever offset it was written in
+    head = f"{message['type']}\x1e{micros}\x1e"
+    payload = message["payload"]
+    flat = []
+    for name, value in payload.items():
+        kind = value.__class__
+        if kind is str:
+            flat.append(f"{name}\x1d{value}")
+        elif kind is Decimal:
+            flat.append(f"{name}\x1d{format_quantity(value)}")
+        elif kind is int or kind is float:
+            flat.append(f"{name}\x1d{_normal(value)}")
+        else:  # lists, objects, booleans: the general (JSON) form below
+            break
+    else:
+        # Flat payloads (every movement): separators no validated code or text may contain
+        flat.sort()
+        return hashlib.sha256((head + "\x1f".join(flat)).encode()).hexdigest()
+    body = {name: _normal(value) for name, value in payload.items()}
     text_ = json.dumps(body, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
-    return hashlib.sha256(text_.encode()).hexdigest()
+    return hashlib.sha256((head + text_).encode()).hexdigest()
 
 
 def _normal(value: Any) -> Any:
