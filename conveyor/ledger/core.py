@@ -987,6 +987,9 @@ class Ledger:
             own.execute(stmt)
 
 
+_OBSERVED = {"stock_alert": frozenset({"as_of", "run_id"})}
+"""Types the hub raises again on every check, whose key already carries their figures: the moment
+(``occurred_at`` and these payload fields) is not content, so a re-raised alert is a duplicate."""
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
 
@@ -994,20 +997,26 @@ _MICROSECOND = timedelta(microseconds=1)
 def content_hash(message: dict[str, Any]) -> str:
     """sha256 of what a message says: its type, the instant it occurred (UTC) and its payload
     (keys sorted, numbers as canonical decimal text). ``message_id``, ``mapping_version`` and
-    ``correlation_id`` are not content: the same record mapped again is the same message."""
-    when = message["occurred_at"]
-    instant = canonical.occurred_at(message) if isinstance(when, str) else when
-    micros = (instant - _EPOCH) // _MICROSECOND  # the instant, whatever offset it was written in
-    head = f"{message['type']}\x1e{micros}\x1e"
+    ``correlation_id`` are not content: the same record mapped again is the same message. For a
+    ``stock_alert`` the moment it was raised is not content either (``_OBSERVED``)."""
+    kind = message["type"]
     payload = message["payload"]
+    if kind in _OBSERVED:  # when it was observed is not what it says
+        micros: int | str = "-"
+        payload = {k: v for k, v in payload.items() if k not in _OBSERVED[kind]}
+    else:
+        when = message["occurred_at"]
+        instant = canonical.occurred_at(message) if isinstance(when, str) else when
+        micros = (instant - _EPOCH) // _MICROSECOND  # the instant, whatever offset it was in
+    head = f"{kind}\x1e{micros}\x1e"
     flat = []
     for name, value in payload.items():
-        kind = value.__class__
-        if kind is str:
+        cls = value.__class__
+        if cls is str:
             flat.append(f"{name}\x1d{value}")
-        elif kind is Decimal:
+        elif cls is Decimal:
             flat.append(f"{name}\x1d{format_quantity(value)}")
-        elif kind is int or kind is float:
+        elif cls is int or cls is float:
             flat.append(f"{name}\x1d{_normal(value)}")
         else:  # lists, objects, booleans: the general (JSON) form below
             break

@@ -125,3 +125,28 @@ def test_rows_without_a_hash_are_hashed_from_their_columns(ledger: Ledger) -> No
         conn.execute(update(MessageRow).values(content_hash=None))
     assert ledger.accept(again(first)).status == "duplicate"
     assert ledger.accept(again(first, quantity="3")).status == "conflict"
+
+
+def test_a_re_raised_alert_is_a_duplicate_whatever_its_moment(ledger: Ledger) -> None:
+    """An alert's key carries its figures; when it was raised (occurred_at, as_of, run_id) is not
+    content, so every check after the first finds a duplicate, not a conflict."""
+
+    def alert(moment: str, run_id: str) -> dict[str, Any]:
+        payload = {
+            "alert": "below_safety_stock",
+            "material": "RM-1001",
+            "quantity": "5",
+            "required": "10",
+            "shortage": "5",
+            "uom": "KG",
+            "as_of": moment,
+            "run_id": run_id,
+        }
+        key = "below_safety_stock/RM-1001/5/10"
+        return new_message("stock_alert", "hub", key, payload, occurred_at=moment)
+
+    assert ledger.accept(alert("2026-11-21T08:00:00Z", "r-1")).status == "accepted"
+    assert ledger.accept(alert("2026-11-22T09:30:00Z", "r-2")).status == "duplicate"
+    changed = alert("2026-11-22T09:30:00Z", "r-2")
+    changed["payload"]["shortage"] = "6"
+    assert ledger.accept(changed).status == "conflict"
