@@ -186,10 +186,11 @@ class Ledger:
     ) -> list[AcceptResult]:
         """Validate and store ``records`` in one transaction; one result per record, in order.
 
-        Duplicates (same source + key as a stored message, or earlier in the batch) change nothing.
-        Invalid records are parked with their problems. Valid ones update stock positions and get
-        one
-        delivery + outbox row per route target.
+        Duplicates (same source + key and the same content as a stored message, or one earlier in
+        the batch) change nothing; the same key with another content is a ``conflict``, parked.
+        Invalid records (and refused reversals or overflowing movements) are parked with their
+        problems. Valid ones update stock positions and get one delivery + outbox row per route
+        target. See the module docstring for the rules.
         """
         origins = list(origins) if origins is not None else [None] * len(records)
         results: list[AcceptResult] = [AcceptResult("rejected") for _ in records]
