@@ -14,8 +14,9 @@ from conveyor.messages import read_records
 def accept_files(
     ledger: Ledger, files: Iterable[Path], *, batch_size: int = 1000
 ) -> tuple[dict[str, int], list[dict[str, Any]]]:
-    """Accept every record of ``files``; return counts per status and the rejected records."""
-    totals = {"accepted": 0, "duplicate": 0, "rejected": 0}
+    """Accept every record of ``files``; return counts per status and the records the ledger
+    parked (rejected, or in conflict with a stored version of their key)."""
+    totals = {"accepted": 0, "duplicate": 0, "conflict": 0, "rejected": 0}
     rejected: list[dict[str, Any]] = []
     batch: list[Any] = []
     origins: list[Origin | None] = []
@@ -23,7 +24,7 @@ def accept_files(
     def flush() -> None:
         for result in ledger.accept_batch(batch, origins):
             totals[result.status] += 1
-            if result.status == "rejected":
+            if result.status in ("rejected", "conflict"):
                 rejected.append(result.as_dict())
         batch.clear()
         origins.clear()

@@ -21,7 +21,7 @@ from typing import Any
 from conveyor.errors import Problem, UnreadableRecordError, ValidationError
 from conveyor.limits import Limits, current
 from conveyor.paths import schemas_dir
-from conveyor.quantity import QuantityError, format_quantity, parse_quantity
+from conveyor.quantity import QuantityError, format_quantity, parse_quantity, range_problem
 from conveyor.redact import clip
 
 SCHEMA_VERSION = "1.0"
@@ -68,13 +68,38 @@ def schema(message_type: str) -> dict[str, Any]:
     return _load_schema(SCHEMA_BASE_URI + f"{message_type}.json")
 
 
+_CODE_CLASS = "^[^\\u0000-"
+"""How the code and free-text patterns of ``common.json`` begin (a class of refused characters)."""
+
+
+class _PrintableFirst:
+    """A code pattern's regex behind a C-speed shortcut: text that ``str.isprintable`` accepts
+    holds none of the refused characters (all are Cc, Cf, Cs, Zl or Zp), so only the rare other
+    text is scanned by the full class, whose astral ranges make it slow for every string."""
+
+    __slots__ = ("_regex",)
+
+    def __init__(self, regex: re.Pattern[str]) -> None:
+        self._regex = regex
+
+    def search(self, text: str) -> object:
+        """Truthy when ``text`` has none of the refused characters (as ``re.search``)."""
+        return True if text.isprintable() else self._regex.search(text)
+
+
 @cache
 def _fast_validator(message_type: str) -> Callable[[Any], Any]:
     import fastjsonschema
 
-    return fastjsonschema.compile(
+    validator = fastjsonschema.compile(
         schema(message_type), handlers={"https": _load_schema}, use_default=False
     )
+    patterns = getattr(validator, "__globals__", {}).get("REGEX_PATTERNS")
+    if isinstance(patterns, dict):  # the compiled module's regexes; absent: the plain regex
+        for source, regex in list(patterns.items()):
+            if source.startswith(_CODE_CLASS) and isinstance(regex, re.Pattern):
+                patterns[source] = _PrintableFirst(regex)
+    return validator
 
 
 @cache
@@ -129,8 +154,37 @@ def _schema_problems(message: Any, message_type: str, first: Any) -> list[Proble
     if not problems:  # fastjsonschema and jsonschema disagree only on exotic inputs
         path = getattr(first, "path", ["data"])[1:]
         rule = getattr(first, "rule", "?")
-        return [Problem(_path_of(path), getattr(first, "value", None), rule, str(first))]
+        value = getattr(first, "value", None)
+        definition = getattr(first, "definition", None) or {}
+        text = str(first)
+        if rule == "pattern" and definition.get("description"):  # e.g. a code ending in "\n"
+            text = f"{value!r} is not valid here: {definition['description']}"
+        return [Problem(_path_of(path), value, rule, text)]
     return list(problems.values())
+
+
+@cache
+def _quantity_kinds(message_type: str) -> dict[str, str]:
+    """Which ``common.json`` quantity definition each quantity holder of a type refers to
+    (``quantity``, ``positive_quantity``, ``nonzero_quantity``), read from its schema."""
+    payload = schema(message_type).get("properties", {}).get("payload", {})
+    out: dict[str, str] = {}
+    for holder in _QUANTITY_HOLDERS:
+        node = payload.get("properties", {})
+        if holder:
+            node = node.get(holder, {}).get("items", {}).get("properties", {})
+        ref = node.get("quantity", {}).get("$ref", "")
+        if ref:
+            out[holder] = ref.rsplit("/", 1)[-1]
+    return out
+
+
+def _shown(value: Any) -> Any:
+    """A rejected value as it is kept in a problem: short texts as they are, long ones clipped."""
+    if isinstance(value, str | int | Decimal) and not isinstance(value, bool):
+        text = value if isinstance(value, str) else format_quantity(Decimal(value))
+        return clip(text, 80) if len(text) > 80 else value
+    return value
 
 
 def _parse_timestamp(value: str) -> datetime:
@@ -157,6 +211,7 @@ def _semantic_problems(message: Message) -> list[Problem]:
                 problems.append(
                     Problem(f"$.payload.{fieldname}", payload[fieldname], "timestamp", str(exc))
                 )
+    kinds = _quantity_kinds(message["type"])
     for holder, fields in _QUANTITY_HOLDERS.items():
         items = [payload] if holder == "" else payload.get(holder, [])
         for index, item in enumerate(items):
@@ -168,16 +223,21 @@ def _semantic_problems(message: Message) -> list[Problem]:
                     if holder == ""
                     else f"$.payload.{holder}[{index}].{fieldname}"
                 )
+                raw = item[fieldname]
                 try:
-                    quantity = parse_quantity(item[fieldname])
+                    quantity = parse_quantity(raw)
                 except QuantityError as exc:
-                    problems.append(Problem(where, item[fieldname], "decimal", str(exc)))
+                    problems.append(Problem(where, _shown(raw), "decimal", str(exc)))
                     continue
-                exponent = quantity.as_tuple().exponent
-                if isinstance(exponent, int) and exponent < -12:
-                    problems.append(
-                        Problem(where, item[fieldname], "decimal", "more than 12 decimal places")
-                    )
+                # JSON numbers skip the schema's text pattern: the same bounds, checked here
+                problem = range_problem(quantity)
+                kind = kinds.get(holder)
+                if problem is None and kind == "positive_quantity" and quantity <= 0:
+                    problem = "must be greater than zero"
+                elif problem is None and kind == "nonzero_quantity" and quantity == 0:
+                    problem = "must not be zero"
+                if problem is not None:
+                    problems.append(Problem(where, _shown(raw), "decimal", problem))
                 else:
                     item[fieldname] = quantity
     return problems

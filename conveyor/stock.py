@@ -1,7 +1,10 @@
 """What a movement does to stock: the one place that turns a canonical message into signed changes
 per material × location × lot. Output adds, consumption removes, transfer moves, adjustment adds or
 removes by its sign, a reversal (``reversal_of``) undoes; orders, requests and snapshots move
-nothing."""
+nothing. Signs flip with ``copy_negate`` (exact: unary minus would round to the context).
+
+What a reversal may be is the ledger's rule (``Ledger._check_reversals``): it undoes exactly the
+stock effect of its original, at most once, and a reversal is never reversed itself."""
 
 from __future__ import annotations
 
@@ -38,16 +41,19 @@ def movements(message: dict[str, Any]) -> list[Movement]:
     if kind == "production_output":
         changes = [Movement(p["material"], p["location"], lot, quantity, p["uom"])]
     elif kind == "material_consumption":
-        changes = [Movement(p["material"], p["location"], lot, -quantity, p["uom"])]
+        changes = [Movement(p["material"], p["location"], lot, quantity.copy_negate(), p["uom"])]
     elif kind == "stock_adjustment":
         changes = [Movement(p["material"], p["location"], lot, quantity, p["uom"])]
     elif kind == "stock_transfer":
         changes = [
-            Movement(p["material"], p["from_location"], lot, -quantity, p["uom"]),
+            Movement(p["material"], p["from_location"], lot, quantity.copy_negate(), p["uom"]),
             Movement(p["material"], p["to_location"], lot, quantity, p["uom"]),
         ]
     else:
         return []
     if p.get("reversal_of"):
-        changes = [Movement(m.material, m.location, m.lot, -m.quantity, m.uom) for m in changes]
+        changes = [
+            Movement(m.material, m.location, m.lot, m.quantity.copy_negate(), m.uom)
+            for m in changes
+        ]
     return changes

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+import unicodedata
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -125,11 +126,33 @@ def emit_json(data: Any) -> None:
     click.echo(json.dumps(data, default=_json_default, ensure_ascii=False, indent=2))
 
 
+_HIDDEN = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
+"""Unicode categories never written raw to a terminal: controls (ANSI escapes start with ESC),
+format characters (bidi overrides, zero-width marks, BOM), surrogates, unassigned, separators."""
+
+
+def printable(text: object) -> str:
+    """``text`` safe to print: each control or invisible format character is shown escaped as
+    ``repr`` would (``\\x1b``, ``\\u202e``), so no echoed value can move the cursor, recolour the
+    terminal or reorder what is shown. Everything else (CJK, accents, spaces) is left as it is."""
+    text = str(text)
+    if text.isprintable():  # the common case: nothing to look at twice
+        return text
+    return "".join(_escaped(ch) if unicodedata.category(ch) in _HIDDEN else ch for ch in text)
+
+
+def _escaped(ch: str) -> str:
+    code = ord(ch)
+    if code <= 0xFF:
+        return f"\\x{code:02x}"
+    return f"\\u{code:04x}" if code <= 0xFFFF else f"\\U{code:08x}"
+
+
 def render_value(value: object) -> str:
-    """A cell value for humans."""
+    """A cell value for humans (control characters escaped, see ``printable``)."""
     if value is None:
         return ""
-    return str(_json_default(value)) if isinstance(value, Decimal | datetime) else str(value)
+    return printable(_json_default(value) if isinstance(value, Decimal | datetime) else value)
 
 
 def emit_table(

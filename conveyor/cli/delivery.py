@@ -13,7 +13,16 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from conveyor.cli.common import DURATION, AppContext, check_alerts, emit_json, emit_table, pass_app
+from conveyor.cli.common import (
+    DURATION,
+    AppContext,
+    check_alerts,
+    emit_json,
+    emit_table,
+    pass_app,
+    printable,
+)
+from conveyor.redact import clip
 
 if TYPE_CHECKING:
     from conveyor.config import Project
@@ -227,7 +236,12 @@ def replay(
         emit_json(result.as_dict())
     else:
         for failure in result.failures:
-            click.echo(f"still failing #{failure['id']} → {failure['target']}: {failure['reason']}")
+            click.echo(
+                printable(
+                    f"still failing #{failure['id']} → {failure['target']}: "
+                    f"{clip(str(failure['reason']), 2000)}"
+                )
+            )
         click.echo(
             f"re-queued {result.requeued} of {result.selected}; "
             f"still failing {result.still_failing}"

@@ -7,7 +7,16 @@ from pathlib import Path
 
 import click
 
-from conveyor.cli.common import AppContext, check_alerts, emit_json, emit_table, pass_app
+from conveyor.cli.common import (
+    AppContext,
+    check_alerts,
+    emit_json,
+    emit_table,
+    pass_app,
+    printable,
+    render_value,
+)
+from conveyor.redact import clip
 
 BATCH = 1000
 TABLE_SUFFIXES = (".csv", ".tsv", ".txt", ".xls", ".xlsx")
@@ -43,8 +52,9 @@ def db_upgrade(app: AppContext) -> None:
 def accept(app: AppContext, files: tuple[Path, ...]) -> None:
     """Accept canonical messages from JSON or JSON-lines FILES.
 
-    Prints accepted, duplicate and rejected counts and, for each rejected record, the file, line and
-    reason. Rejected records are parked, not lost. Exit 1 when any record was rejected.
+    Prints accepted, duplicate, conflict and rejected counts and, for each rejected record or
+    conflict (a stored business key offered with other content), the file, line and reason. Both
+    are parked, not lost. Exit 1 when any record was rejected or in conflict.
     """
     from conveyor.intake import accept_files
     from conveyor.mapping.readers import is_json_file
@@ -64,13 +74,14 @@ def accept(app: AppContext, files: tuple[Path, ...]) -> None:
     else:
         limit = app.project.limits.max_echo_chars * 2
         for item in rejected:
-            reason = safe_text(item["reason"], limit)
-            click.echo(f"{item['file']}:{item['line']}: rejected: {reason}", err=True)
+            where = f"{item['file']}:{item['line']}"
+            line = f"{where}: {item['status']}: {safe_text(item['reason'], limit)}"
+            click.echo(printable(line), err=True)
         counts = ", ".join(f"{status} {n}" for status, n in totals.items())
         click.echo(counts)
         if alerts:
             click.echo(f"stock alerts raised: {alerts}")
-    sys.exit(1 if totals["rejected"] else 0)
+    sys.exit(1 if totals["rejected"] or totals["conflict"] else 0)
 
 
 @click.command("stock")
@@ -129,28 +140,26 @@ def trace(app: AppContext, term: str) -> None:
         emit_json(found)
         return
     if not found["messages"] and not found["parked"]:
-        click.echo(f"nothing known about {term!r}")
+        click.echo(printable(f"nothing known about {term!r}"))
         sys.exit(1)
     for m in found["messages"]:
-        click.echo(f"{m['type']} {m['source']}:{m['key']}  id={m['message_id']}")
-        click.echo(
+        say(f"{m['type']} {m['source']}:{m['key']}  id={m['message_id']}")
+        say(
             f"  occurred {m['occurred_at'].isoformat()}  accepted {m['accepted_at'].isoformat()}"
             f"  mapping_version={m['mapping_version'] or '-'}"
         )
         if m["reversal_of"]:
-            click.echo(f"  reverses {m['reversal_of']}")
+            say(f"  reverses {m['reversal_of']}")
         for change in m["stock_changes"]:
             sign = "+" if change["quantity"] > 0 else ""
-            click.echo(
+            say(
                 f"  stock {change['material']} @ {change['location']} lot={change['lot'] or '-'}: "
-                f"{sign}{change['quantity']} {change['uom']}"
+                f"{sign}{render_value(change['quantity'])} {change['uom']}"
             )
         if not m["deliveries"]:
-            click.echo(
-                "  routed nowhere (no route matched)" if m["routes"] == 0 else "  no deliveries"
-            )
+            say("  routed nowhere (no route matched)" if m["routes"] == 0 else "  no deliveries")
         for d in m["deliveries"]:
-            click.echo(
+            say(
                 f"  → {d['target']}: {d['status']} after {d['attempts']} attempt(s)"
                 + (f", ref {d['external_ref']}" if d["external_ref"] else "")
                 + (
@@ -161,7 +170,12 @@ def trace(app: AppContext, term: str) -> None:
             )
     for p in found["parked"]:
         where = f"{p['file']}:{p['line']}" if p["file"] else (p["system"] or "-")
-        click.echo(f"parked #{p['id']} ({p['stage']}, {p['status']}) {where}: {p['reason']}")
+        say(f"parked #{p['id']} ({p['stage']}, {p['status']}) {where}: {clip(p['reason'], 2000)}")
+
+
+def say(text: str) -> None:
+    """Print one line of ledger data (control characters escaped: values come from outside)."""
+    click.echo(printable(text))
 
 
 def register(main: click.Group) -> None:

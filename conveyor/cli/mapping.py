@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from conveyor.cli.common import AppContext, check_alerts, emit_json, emit_table, pass_app
+from conveyor.cli.common import AppContext, check_alerts, emit_json, emit_table, pass_app, printable
 from conveyor.messages import MESSAGE_TYPES
 
 if TYPE_CHECKING:
@@ -60,7 +60,7 @@ def check(app: AppContext, local_json: bool) -> None:
         )
     else:
         for problem in result.problems:
-            click.echo(str(problem))
+            click.echo(printable(problem))
         summary = (
             f"{len(result.mapping_files)} mapping file(s), {len(result.tables)} table(s): "
             + ("ok" if result.ok else f"{len(result.problems)} problem(s)")
@@ -200,12 +200,12 @@ def map_command(
     else:
         for item in results:
             if item["status"] == "ok":
-                click.echo(f"{item['file']}:{item['line']}: ok")
+                click.echo(printable(f"{item['file']}:{item['line']}: ok"))
                 click.echo(dumps(item["result"], indent=2))
             else:
-                click.echo(f"{item['file']}:{item['line']}: would be parked:")
+                click.echo(printable(f"{item['file']}:{item['line']}: would be parked:"))
                 for line in _problem_lines(item):
-                    click.echo(f"  {line}")
+                    click.echo(printable(f"  {line}"))
         click.echo(
             f"{len(results) - failed} mapped, {failed} would be parked "
             f"(mapping_version {engine.version(system)}; nothing stored)",
@@ -257,23 +257,24 @@ def ingest(app: AppContext, system: str, message_type: str, files: tuple[Path, .
         except ConfigError as exc:
             raise click.ClickException(f"{path}: {exc}") from None
         for name, value in counts.items():
-            totals[name] += value
+            totals[name] = totals.get(name, 0) + value
     alerts = check_alerts(app, totals["accepted"], engine)
     if app.as_json:
         emit_json({**totals, "alerts": alerts, "problems": problems})
     else:
         for item in problems:
             where = f"{item.get('file')}:{item.get('line')}"
-            click.echo(f"{where}: {item.get('status', 'parked')}:", err=True)
+            click.echo(printable(f"{where}: {item.get('status', 'parked')}:"), err=True)
             for line in _problem_lines(item):
-                click.echo(f"  {line}", err=True)
+                click.echo(printable(f"  {line}"), err=True)
         click.echo(
             f"accepted {totals['accepted']}, duplicate {totals['duplicate']}, "
-            f"rejected {totals['rejected']}, parked {totals['parked']}"
+            + (f"conflict {totals['conflict']}, " if totals.get("conflict") else "")
+            + f"rejected {totals['rejected']}, parked {totals['parked']}"
         )
         if alerts:
             click.echo(f"stock alerts raised: {alerts}")
-    sys.exit(1 if totals["parked"] or totals["rejected"] else 0)
+    sys.exit(1 if totals["parked"] or totals["rejected"] or totals.get("conflict") else 0)
 
 
 def _known_system(engine: MappingEngine, system: str) -> str:

@@ -1,4 +1,21 @@
-"""``Ledger``: accept (batch, idempotent), park, stock positions, trace, checkpoints."""
+"""``Ledger``: accept (batch, idempotent), park, stock positions, trace, checkpoints.
+
+The rules of the accept transaction, each refused with a clear reason and parked:
+
+- **Duplicate or conflict.** The business key ``(source, key)`` is unique. The same key offered
+  again with the same content (``content_hash``: type, occurred_at and payload — not message_id,
+  mapping_version or correlation_id) is a ``duplicate`` and changes nothing; with another content
+  it is a ``conflict``: the stored message stands, the new version is parked (stage ``accept``,
+  rule ``conflict``) with the fields that differ, so an operator sees both (``conveyor trace``).
+- **Reversals.** ``reversal_of`` names an earlier message of the same source and type (stored, or
+  earlier in the batch) and undoes exactly its stock effect, at most once: material, location(s),
+  lot, uom, order_id and quantity must equal the original's (an adjustment's reversal carries the
+  original's signed quantity). A reversal is never reversed itself (book the movement again as a
+  new message); a partial reversal is an ordinary opposite movement without ``reversal_of``. The
+  unique index ``(source, reversal_of)`` makes "at most once" hold between concurrent writers.
+- **Range.** A movement that would take a position beyond NUMERIC(38, 12) is refused, never
+  rounded (``conveyor.quantity``).
+"""
 
 from __future__ import annotations
 
@@ -7,7 +24,7 @@ import json
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Literal, cast
 
@@ -28,6 +45,14 @@ from conveyor.ledger.models import (
     utcnow,
 )
 from conveyor.limits import current as current_limits
+from conveyor.quantity import (
+    CONTEXT,
+    INTEGER_DIGITS,
+    QuantityError,
+    add,
+    format_quantity,
+    parse_quantity,
+)
 from conveyor.redact import clip, safe_text
 from conveyor.routing import Router, ordering_key
 from conveyor.stock import NO_LOT, Movement, movements
@@ -43,7 +68,23 @@ outbox_t = cast(Table, OutboxRow.__table__)
 parked_t = cast(Table, ParkedRecordRow.__table__)
 checkpoints_t = cast(Table, CheckpointRow.__table__)
 
-Status = Literal["accepted", "duplicate", "rejected"]
+Status = Literal["accepted", "duplicate", "conflict", "rejected"]
+"""``conflict``: the business key is stored with another content (the new version is parked)."""
+
+PARKED_STATUSES = ("rejected", "conflict")
+"""Results whose record the ledger parks."""
+
+_REVERSAL_FIELDS = (
+    "material",
+    "location",
+    "from_location",
+    "to_location",
+    "lot",
+    "uom",
+    "order_id",
+    "quantity",
+)
+"""What a reversal must repeat of its original: everything that says which stock it moved."""
 
 RECEIVED_PREFIX = "received:"
 """Checkpoint rows whose stream starts with this mark a received unit (by content hash) as
@@ -164,9 +205,11 @@ class Ledger:
     ) -> list[AcceptResult]:
         """Validate and store ``records`` in one transaction; one result per record, in order.
 
-        Duplicates (same source + key as a stored message, or earlier in the batch) change nothing.
-        Invalid records are parked with their problems. Valid ones update stock positions and get
-        one delivery + outbox row per route target.
+        Duplicates (same source + key and the same content as a stored message, or one earlier in
+        the batch) change nothing; the same key with another content is a ``conflict``, parked.
+        Invalid records (and refused reversals or overflowing movements) are parked with their
+        problems. Valid ones update stock positions and get one delivery + outbox row per route
+        target. See the module docstring for the rules.
 
         ``checkpoint`` (a connector's cursor after these records) is saved in the same transaction,
         so a crash loses the batch and its cursor together, never one without the other. Pass
@@ -176,7 +219,8 @@ class Ledger:
         origins = list(origins) if origins is not None else [None] * len(records)
         results: list[AcceptResult] = [AcceptResult("rejected") for _ in records]
         valid: dict[int, canonical.Message] = {}
-        seen: set[tuple[str, str]] = set()
+        hashes: dict[int, str] = {}
+        seen: dict[tuple[str, str], int] = {}
         for index, record in enumerate(records):
             result = results[index]
             result.origin = origins[index]
@@ -196,17 +240,27 @@ class Ledger:
             result.source, result.key = message["source"], message["key"]
             result.message_id = message["message_id"]
             identity = (message["source"], message["key"])
-            if identity in seen:
-                result.status = "duplicate"
+            hashes[index] = content_hash(message)
+            first = seen.get(identity)
+            if first is not None:
+                if hashes[first] == hashes[index]:
+                    result.status = "duplicate"
+                else:
+                    result.status = "conflict"
+                    result.error = _conflict_error(
+                        message,
+                        valid[first],
+                        f"message {valid[first]['message_id']}, earlier in this batch",
+                    )
                 continue
-            seen.add(identity)
+            seen[identity] = index
             valid[index] = message
 
         if conn is None:
             with self.engine.begin() as own:
-                self._write_batch(own, records, valid, results, checkpoint)
+                self._write_batch(own, records, valid, hashes, results, checkpoint)
         else:
-            self._write_batch(conn, records, valid, results, checkpoint)
+            self._write_batch(conn, records, valid, hashes, results, checkpoint)
         return results
 
     def _write_batch(
@@ -214,31 +268,42 @@ class Ledger:
         conn: Connection,
         records: Sequence[Any],
         valid: dict[int, canonical.Message],
+        hashes: dict[int, str],
         results: list[AcceptResult],
         checkpoint: Checkpoint | None,
     ) -> None:
         if valid:
-            self._store(conn, valid, results)
-        rejected = [(i, records[i]) for i, r in enumerate(results) if r.status == "rejected"]
-        if rejected:
-            ids = self._park_rejected(conn, rejected, results)
-            for (index, _), parked_id in zip(rejected, ids, strict=True):
+            self._store(conn, valid, hashes, results)
+        parked = [(i, records[i]) for i, r in enumerate(results) if r.status in PARKED_STATUSES]
+        if parked:
+            ids = self._park_rejected(conn, parked, results)
+            for (index, _), parked_id in zip(parked, ids, strict=True):
                 results[index].parked_id = parked_id
         if checkpoint is not None:
             self.save_checkpoint(checkpoint.system, checkpoint.stream, checkpoint.cursor, conn)
 
     def _store(
-        self, conn: Connection, valid: dict[int, canonical.Message], results: list[AcceptResult]
+        self,
+        conn: Connection,
+        valid: dict[int, canonical.Message],
+        hashes: dict[int, str],
+        results: list[AcceptResult],
     ) -> None:
         # Known keys first: a re-sent file costs one indexed lookup, and a duplicate is never
         # rejected by the checks below. The unique constraint still decides races (see below).
-        known = self._existing_keys(conn, [(m["source"], m["key"]) for m in valid.values()])
+        known = self._stored_hashes(conn, [(m["source"], m["key"]) for m in valid.values()])
+        conflicts = []
         for index in [i for i, m in valid.items() if (m["source"], m["key"]) in known]:
-            results[index].status = "duplicate"
-            del valid[index]
+            message = valid.pop(index)
+            if known[(message["source"], message["key"])] == hashes[index]:
+                results[index].status = "duplicate"
+            else:
+                conflicts.append((index, message))
+        self._mark_conflicts(conn, conflicts, results)
         self._check_reversals(conn, valid, results)
         changes = {i: movements(m) for i, m in valid.items()}
         self._check_units(conn, valid, changes, results)
+        current = self._check_range(conn, valid, changes, results)
         if not valid:
             return
         now = utcnow()
@@ -262,6 +327,7 @@ class Ledger:
                     "reversal_of": payload.get("reversal_of"),
                     "routes": len(targets),
                     "payload": canonical.dumps(payload),
+                    "content_hash": hashes[index],
                 }
             )
         if self.dialect == "postgresql":
@@ -281,40 +347,91 @@ class Ledger:
         by_identity = {(m["source"], m["key"]): i for i, m in valid.items()}
         lost = [ident for ident in by_identity if ident not in stored]
         if lost:
-            self._classify_conflicts(conn, lost, by_identity, valid, results)
+            self._classify_conflicts(conn, lost, by_identity, valid, hashes, results)
         new = {by_identity[ident]: pk for ident, pk in stored.items()}
         for index in new:
             results[index].status = "accepted"
-        self._apply_movements(conn, {new[i]: (changes[i], occurred[i]) for i in new}, now)
+        self._apply_movements(conn, {new[i]: (changes[i], occurred[i]) for i in new}, now, current)
         self._route(conn, {i: valid[i] for i in new}, new, results, now)
 
-    def _existing_keys(
+    def _stored_hashes(
         self, conn: Connection, identities: Sequence[tuple[str, str]]
-    ) -> set[tuple[str, str]]:
-        """Which (source, key) pairs the ledger already holds."""
+    ) -> dict[tuple[str, str], str]:
+        """The content hash of each (source, key) the ledger already holds (rows stored before
+        the hash existed are hashed from their columns)."""
         if not identities:
-            return set()
+            return {}
+        found: dict[tuple[str, str], str | None] = {}
         if self.dialect == "postgresql":
-            found = conn.execute(
+            rows = conn.execute(
                 text(
-                    "SELECT m.source, m.key FROM messages m"
+                    "SELECT m.source, m.key, m.content_hash FROM messages m"
                     " JOIN json_to_recordset(CAST(:rows AS json)) AS r(source text, key text)"
                     " ON m.source = r.source AND m.key = r.key"
                 ),
                 {"rows": json.dumps([{"source": s, "key": k} for s, k in identities])},
             )
-            return {(r.source, r.key) for r in found}
-        out: set[tuple[str, str]] = set()
-        for chunk in _chunks(identities, 400):
-            query = select(messages_t.c.source, messages_t.c.key).where(
-                tuple_(messages_t.c.source, messages_t.c.key).in_(chunk)
-            )
-            out.update((r.source, r.key) for r in conn.execute(query))
-        return out
+            found.update(((r.source, r.key), r.content_hash) for r in rows)
+        else:
+            for chunk in _chunks(identities, 400):
+                query = select(
+                    messages_t.c.source, messages_t.c.key, messages_t.c.content_hash
+                ).where(tuple_(messages_t.c.source, messages_t.c.key).in_(chunk))
+                found.update(((r.source, r.key), r.content_hash) for r in conn.execute(query))
+        legacy = [ident for ident, digest in found.items() if digest is None]
+        for chunk in _chunks(legacy, 400):
+            query = select(
+                messages_t.c.source,
+                messages_t.c.key,
+                messages_t.c.type,
+                messages_t.c.occurred_at,
+                messages_t.c.payload,
+            ).where(tuple_(messages_t.c.source, messages_t.c.key).in_(chunk))
+            for r in conn.execute(query):
+                found[(r.source, r.key)] = content_hash(
+                    {
+                        "type": r.type,
+                        "occurred_at": r.occurred_at,
+                        "payload": canonical.loads(r.payload),
+                    }
+                )
+        return {ident: digest for ident, digest in found.items() if digest is not None}
 
     def _insert(self, table: Any) -> Any:
         dialect = postgresql if self.dialect == "postgresql" else sqlite
         return dialect.insert(table)
+
+    def _mark_conflicts(
+        self,
+        conn: Connection,
+        conflicts: list[tuple[int, canonical.Message]],
+        results: list[AcceptResult],
+    ) -> None:
+        """Results for messages whose key is stored with another content: ``conflict``, with the
+        fields that differ from the stored version (which stands)."""
+        if not conflicts:
+            return
+        identities = [(m["source"], m["key"]) for _, m in conflicts]
+        stored: dict[tuple[str, str], Any] = {}
+        for chunk in _chunks(identities, 400):
+            query = select(
+                messages_t.c.source,
+                messages_t.c.key,
+                messages_t.c.message_id,
+                messages_t.c.type,
+                messages_t.c.occurred_at,
+                messages_t.c.payload,
+            ).where(tuple_(messages_t.c.source, messages_t.c.key).in_(chunk))
+            stored.update({(r.source, r.key): r for r in conn.execute(query)})
+        for index, message in conflicts:
+            row = stored[(message["source"], message["key"])]
+            other = {
+                "type": row.type,
+                "occurred_at": row.occurred_at,
+                "payload": canonical.loads(row.payload),
+            }
+            results[index].status = "conflict"
+            results[index].error = _conflict_error(message, other, f"message {row.message_id}")
 
     def _classify_conflicts(
         self,
@@ -322,16 +439,34 @@ class Ledger:
         lost: list[tuple[str, str]],
         by_identity: dict[tuple[str, str], int],
         valid: dict[int, canonical.Message],
+        hashes: dict[int, str],
         results: list[AcceptResult],
     ) -> None:
-        """Rows not inserted: a stored (source, key) is a duplicate (another writer won the
-        race); otherwise the message_id was already used by another message — an error."""
-        existing = self._existing_keys(conn, lost)
+        """Rows not inserted, because another writer committed first: a stored (source, key) is a
+        duplicate (same content) or a conflict (other content); a stored reversal of the same
+        original means this one comes second; otherwise the message_id was already used by
+        another message — an error."""
+        existing = self._stored_hashes(conn, lost)
+        reversals = {
+            (m["source"], m["payload"]["reversal_of"]): m["key"]
+            for ident in lost
+            if (m := valid[by_identity[ident]])["payload"].get("reversal_of")
+        }
+        taken = self._reversed_by(conn, list(reversals)) if reversals else {}
+        conflicts = []
         for ident in lost:
             index = by_identity.pop(ident)
             message = valid.pop(index)
+            reversed_ident = (message["source"], message["payload"].get("reversal_of"))
             if ident in existing:
-                results[index].status = "duplicate"
+                if existing[ident] == hashes[index]:
+                    results[index].status = "duplicate"
+                else:
+                    conflicts.append((index, message))
+            elif reversed_ident in taken:
+                results[index].error = _reversal_error(
+                    message, "reversal_of.once", f"already reversed by {taken[reversed_ident]}"
+                )
             else:
                 results[index].error = ValidationError(
                     [
@@ -343,46 +478,130 @@ class Ledger:
                         )
                     ]
                 )
+        self._mark_conflicts(conn, conflicts, results)
+
+    def _reversed_by(
+        self, conn: Connection, originals: Sequence[tuple[str, str]]
+    ) -> dict[tuple[str, str], str]:
+        """For each (source, original key): the key of the stored message that reverses it."""
+        out: dict[tuple[str, str], str] = {}
+        for chunk in _chunks(originals, 400):
+            query = select(messages_t.c.source, messages_t.c.reversal_of, messages_t.c.key).where(
+                tuple_(messages_t.c.source, messages_t.c.reversal_of).in_(chunk)
+            )
+            out.update({(r.source, r.reversal_of): r.key for r in conn.execute(query)})
+        return out
 
     def _check_reversals(
         self, conn: Connection, valid: dict[int, canonical.Message], results: list[AcceptResult]
     ) -> None:
-        """A reversal must name a stored (or earlier in this batch) message of the same type and
-        source."""
-        wanted = {
-            (m["source"], m["payload"]["reversal_of"]): i
-            for i, m in valid.items()
-            if m["payload"].get("reversal_of")
-        }
+        """The reversal rule (see the module docstring): a reversal names a stored or earlier
+        message of the same source and type, which is not itself a reversal and is not reversed
+        yet, and repeats what it moved (``_REVERSAL_FIELDS``) exactly."""
+        wanted = sorted(
+            {(m["source"], m["payload"]["reversal_of"]) for m in valid.values() if _reverses(m)}
+        )
         if not wanted:
             return
-        found = {
-            (r.source, r.key): r.type
-            for r in conn.execute(
-                select(messages_t.c.source, messages_t.c.key, messages_t.c.type).where(
-                    tuple_(messages_t.c.source, messages_t.c.key).in_(list(wanted))
-                )
-            )
-        }
-        for m in valid.values():  # an original earlier in the same batch counts
-            found.setdefault((m["source"], m["key"]), m["type"])
-        for ident, index in wanted.items():
+        originals: dict[tuple[str, str], dict[str, Any]] = {}
+        for chunk in _chunks(wanted, 400):
+            query = select(
+                messages_t.c.source, messages_t.c.key, messages_t.c.type, messages_t.c.payload
+            ).where(tuple_(messages_t.c.source, messages_t.c.key).in_(chunk))
+            for r in conn.execute(query):
+                originals[(r.source, r.key)] = {
+                    "type": r.type,
+                    "payload": canonical.loads(r.payload),
+                }
+        reversed_by = self._reversed_by(conn, wanted)
+        for index in sorted(valid):  # batch order: an original counts once it has been seen
             message = valid[index]
-            kind = found.get(ident)
-            if kind == message["type"]:
+            if _reverses(message):
+                ident = (message["source"], message["payload"]["reversal_of"])
+                refusal = _reversal_refusal(message, originals.get(ident), reversed_by.get(ident))
+                if refusal is not None:
+                    results[index].error = _reversal_error(message, *refusal)
+                    del valid[index]
+                    continue
+                reversed_by[ident] = message["key"]
+            originals.setdefault((message["source"], message["key"]), message)
+
+    def _check_range(
+        self,
+        conn: Connection,
+        valid: dict[int, canonical.Message],
+        changes: dict[int, list[Movement]],
+        results: list[AcceptResult],
+    ) -> dict[tuple[str, str, str], Decimal]:
+        """Refuse a message that would take a position beyond NUMERIC(38, 12) (in batch order,
+        from the stored positions); returns the positions as read."""
+        keys = sorted({mv.position for i in valid for mv in changes[i]})
+        current = self._read_positions(conn, keys)
+        running = dict(current)
+        for index in sorted(valid):
+            after: dict[tuple[str, str, str], Decimal] = {}
+            problem = None
+            for mv in changes[index]:
+                before = after.get(mv.position, running.get(mv.position, Decimal(0)))
+                # both sides have at most 12 decimals, so only the integer digits can overflow;
+                # CONTEXT's 80 digits keep the sum exact (the default 28 would round it)
+                total = CONTEXT.add(before, mv.quantity)
+                if total.adjusted() >= INTEGER_DIGITS:
+                    problem = Problem(
+                        "$.payload.quantity",
+                        format_quantity(mv.quantity),
+                        "quantity.range",
+                        f"stock of {mv.material} at {mv.location}"
+                        + (f" lot {mv.lot}" if mv.lot else "")
+                        + f" would be {format_quantity(total)}, more than {INTEGER_DIGITS} integer"
+                        " digits (NUMERIC(38, 12)): refused, never rounded",
+                    )
+                    break
+                after[mv.position] = total
+            if problem is not None:
+                results[index].error = ValidationError([problem])
+                del valid[index]
                 continue
-            rule, text = (
-                (
-                    "reversal_of.exists",
-                    "reverses a message the ledger does not have (from the same source)",
+            running.update(after)
+        return current
+
+    def _read_positions(
+        self, conn: Connection, keys: Sequence[tuple[str, str, str]]
+    ) -> dict[tuple[str, str, str], Decimal]:
+        """Stored quantities of the positions ``keys`` (absent ones are left out)."""
+        current: dict[tuple[str, str, str], Decimal] = {}
+        if not keys:
+            return current
+        if self.dialect == "postgresql":
+            rows = conn.execute(
+                text(
+                    "SELECT p.material, p.location, p.lot, p.quantity FROM stock_positions p"
+                    " JOIN json_to_recordset(CAST(:rows AS json))"
+                    " AS r(material text, location text, lot text)"
+                    " ON p.material = r.material AND p.location = r.location AND p.lot = r.lot"
+                ),
+                {
+                    "rows": json.dumps(
+                        [{"material": m, "location": loc, "lot": lot} for m, loc, lot in keys]
+                    )
+                },
+            )
+            return {(r.material, r.location, r.lot): r.quantity for r in rows}
+        for chunk in _chunks(keys, 500):
+            for r in conn.execute(
+                select(
+                    positions_t.c.material,
+                    positions_t.c.location,
+                    positions_t.c.lot,
+                    positions_t.c.quantity,
+                ).where(
+                    tuple_(positions_t.c.material, positions_t.c.location, positions_t.c.lot).in_(
+                        chunk
+                    )
                 )
-                if kind is None
-                else ("reversal_of.type", f"reverses a {kind}, not a {message['type']}")
-            )
-            results[index].error = ValidationError(
-                [Problem("$.payload.reversal_of", ident[1], rule, text)]
-            )
-            del valid[index]
+            ):
+                current[(r.material, r.location, r.lot)] = r.quantity
+        return current
 
     def _check_units(
         self,
@@ -427,7 +646,10 @@ class Ledger:
         conn: Connection,
         changes: dict[int, tuple[list[Movement], datetime]],
         now: datetime,
+        current: dict[tuple[str, str, str], Decimal],
     ) -> None:
+        """Store the movements and add them to their positions. ``current`` holds the positions
+        as ``_check_range`` read them (SQLite adds in Python; PostgreSQL in SQL, exactly)."""
         rows = [
             {
                 "message_pk": pk,
@@ -447,11 +669,11 @@ class Ledger:
             _pg_bulk_insert(conn, movements_t, rows)
         else:
             conn.execute(movements_t.insert(), rows)
-        deltas: dict[tuple[str, str, str], Decimal] = defaultdict(Decimal)
+        deltas: dict[tuple[str, str, str], Decimal] = {}
         uoms: dict[tuple[str, str, str], str] = {}
         for mvs, _ in changes.values():
             for mv in mvs:
-                deltas[mv.position] += mv.quantity
+                deltas[mv.position] = CONTEXT.add(deltas.get(mv.position, Decimal(0)), mv.quantity)
                 uoms[mv.position] = mv.uom
         ordered = sorted(deltas)  # one lock order for every writer: no deadlocks between batches
         if self.dialect == "postgresql":
@@ -481,22 +703,7 @@ class Ledger:
                 )
             return
         # SQLite: text decimals cannot be added in SQL without a float; the writer lock
-        # (BEGIN IMMEDIATE) makes this read-modify-write safe.
-        current: dict[tuple[str, str, str], Decimal] = {}
-        for chunk in _chunks(ordered, 500):
-            for r in conn.execute(
-                select(
-                    positions_t.c.material,
-                    positions_t.c.location,
-                    positions_t.c.lot,
-                    positions_t.c.quantity,
-                ).where(
-                    tuple_(positions_t.c.material, positions_t.c.location, positions_t.c.lot).in_(
-                        chunk
-                    )
-                )
-            ):
-                current[(r.material, r.location, r.lot)] = r.quantity
+        # (BEGIN IMMEDIATE) makes this read-modify-write safe (``current`` was read under it).
         upsert = sqlite.insert(positions_t)
         upsert = upsert.on_conflict_do_update(
             index_elements=[positions_t.c.material, positions_t.c.location, positions_t.c.lot],
@@ -509,7 +716,7 @@ class Ledger:
                     "material": k[0],
                     "location": k[1],
                     "lot": k[2],
-                    "quantity": current.get(k, Decimal(0)) + deltas[k],
+                    "quantity": add(current.get(k, Decimal(0)), deltas[k]),
                     "uom": uoms[k],
                     "updated_at": now,
                 }
@@ -575,7 +782,13 @@ class Ledger:
             message_type = _text_or_none(record, "type")[0] if isinstance(record, dict) else None
             rows.append(
                 _parked_row(
-                    stage="parse" if isinstance(record, Exception) else "validate",
+                    stage=(
+                        "parse"
+                        if isinstance(record, Exception)
+                        else "accept"
+                        if result.status == "conflict"
+                        else "validate"
+                    ),
                     reason=str(error),
                     record=_exception_text(record) if isinstance(record, Exception) else record,
                     problems=error.problems if isinstance(error, RecordError) else [],
@@ -857,6 +1070,157 @@ def received_mark(system: str, content_hash: str, unit: str) -> Checkpoint:
     return Checkpoint(system, stream, unit or "-")
 
 
+_OBSERVED = {"stock_alert": frozenset({"as_of", "run_id"})}
+"""Types the hub raises again on every check, whose key already carries their figures: the moment
+(``occurred_at`` and these payload fields) is not content, so a re-raised alert is a duplicate."""
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+
+
+def content_hash(message: dict[str, Any]) -> str:
+    """sha256 of what a message says: its type, the instant it occurred (UTC) and its payload
+    (keys sorted, numbers as canonical decimal text). ``message_id``, ``mapping_version`` and
+    ``correlation_id`` are not content: the same record mapped again is the same message. For a
+    ``stock_alert`` the moment it was raised is not content either (``_OBSERVED``)."""
+    kind = message["type"]
+    payload = message["payload"]
+    if kind in _OBSERVED:  # when it was observed is not what it says
+        micros: int | str = "-"
+        payload = {k: v for k, v in payload.items() if k not in _OBSERVED[kind]}
+    else:
+        when = message["occurred_at"]
+        instant = canonical.occurred_at(message) if isinstance(when, str) else when
+        micros = (instant - _EPOCH) // _MICROSECOND  # the instant, whatever offset it was in
+    head = f"{kind}\x1e{micros}\x1e"
+    flat = []
+    for name, value in payload.items():
+        cls = value.__class__
+        if cls is str:
+            flat.append(f"{name}\x1d{value}")
+        elif cls is Decimal:
+            flat.append(f"{name}\x1d{format_quantity(value)}")
+        elif cls is int or cls is float:
+            flat.append(f"{name}\x1d{_normal(value)}")
+        else:  # lists, objects, booleans: the general (JSON) form below
+            break
+    else:
+        # Flat payloads (every movement): separators no validated code or text may contain
+        flat.sort()
+        return hashlib.sha256((head + "\x1f".join(flat)).encode()).hexdigest()
+    body = {name: _normal(value) for name, value in payload.items()}
+    text_ = json.dumps(body, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256((head + text_).encode()).hexdigest()
+
+
+def _normal(value: Any) -> Any:
+    """``value`` with every number as canonical decimal text (``5``, ``5.0`` and ``"5"`` are one
+    quantity, whichever JSON parser read it)."""
+    if isinstance(value, dict):
+        return {k: _normal(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_normal(v) for v in value]
+    if isinstance(value, bool) or value is None or isinstance(value, str):
+        return value
+    if isinstance(value, int | float | Decimal):
+        try:
+            return format_quantity(parse_quantity(value))
+        except QuantityError:
+            return repr(value)
+    return str(value)
+
+
+def _shown(value: Any) -> str:
+    return clip(json.dumps(_normal(value), ensure_ascii=False), 60)
+
+
+def _differences(new: dict[str, Any], old: dict[str, Any]) -> list[str]:
+    """What differs between two versions of one message: type, occurred_at, payload fields."""
+    out = []
+    if new["type"] != old["type"]:
+        out.append(f"type {old['type']} → {new['type']}")
+    instants = [
+        (canonical.occurred_at(m) if isinstance(m["occurred_at"], str) else m["occurred_at"])
+        for m in (old, new)
+    ]
+    if instants[0] != instants[1]:
+        out.append(f"occurred_at {instants[0].isoformat()} → {instants[1].isoformat()}")
+    a, b = old["payload"], new["payload"]
+    for name in sorted(set(a) | set(b)):
+        if _normal(a.get(name)) != _normal(b.get(name)):
+            out.append(f"payload.{name} {_shown(a.get(name))} → {_shown(b.get(name))}")
+    return out
+
+
+def _conflict_error(message: dict[str, Any], other: dict[str, Any], what: str) -> ValidationError:
+    """The reason a message is a conflict: its key is taken by ``other`` (``what``) with another
+    content."""
+    differences = _differences(message, other) or ["content"]
+    return ValidationError(
+        [
+            Problem(
+                "$.key",
+                message["key"],
+                "conflict",
+                f"{message['source']}:{message['key']} is already accepted ({what}) with other "
+                f"content: {'; '.join(differences[:8])}; the stored version stands, this one is "
+                "kept for an operator",
+            )
+        ]
+    )
+
+
+def _reverses(message: dict[str, Any]) -> bool:
+    return bool(message["payload"].get("reversal_of"))
+
+
+def _reversal_refusal(
+    message: dict[str, Any], original: dict[str, Any] | None, reversed_by: str | None
+) -> tuple[str, str] | None:
+    """Why ``message`` may not reverse ``original`` (rule, reason), or None when it may."""
+    target = message["payload"]["reversal_of"]
+    if original is None:
+        return (
+            "reversal_of.exists",
+            "reverses a message the ledger does not have (from the same source, stored or "
+            "earlier in this batch)",
+        )
+    if original["type"] != message["type"]:
+        return "reversal_of.type", f"reverses a {original['type']}, not a {message['type']}"
+    first = original["payload"].get("reversal_of")
+    if first:
+        return (
+            "reversal_of.reversal",
+            f"{target} is itself a reversal (of {first}); a reversal is not reversed: book the "
+            "movement again as a new message",
+        )
+    if reversed_by is not None:
+        return "reversal_of.once", f"{target} is already reversed by {reversed_by}"
+    mismatches = []
+    for name in _REVERSAL_FIELDS:
+        mine, theirs = message["payload"].get(name), original["payload"].get(name)
+        if name == "lot":
+            mine, theirs = mine or NO_LOT, theirs or NO_LOT
+        if name == "quantity" and mine is not None and theirs is not None:
+            same = parse_quantity(mine) == parse_quantity(theirs)
+        else:
+            same = mine == theirs
+        if not same:
+            mismatches.append(f"{name} {_shown(mine)}, the original's {_shown(theirs)}")
+    if mismatches:
+        return (
+            "reversal_of.match",
+            f"a reversal undoes exactly what {target} moved: {'; '.join(mismatches)} (a partial "
+            "reversal is an ordinary movement without reversal_of)",
+        )
+    return None
+
+
+def _reversal_error(message: dict[str, Any], rule: str, reason: str) -> ValidationError:
+    return ValidationError(
+        [Problem("$.payload.reversal_of", message["payload"]["reversal_of"], rule, reason)]
+    )
+
+
 def _parked_row(
     *,
     stage: str,
@@ -943,7 +1307,7 @@ def _json_value(value: object) -> object:
     if isinstance(value, datetime):
         return value.isoformat()
     if isinstance(value, Decimal):
-        return str(value)
+        return format_quantity(value)
     raise TypeError(f"cannot store {type(value).__name__}")
 
 

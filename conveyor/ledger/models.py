@@ -6,7 +6,8 @@ returned, and messages are never deleted; per-row FK triggers cost close to half
 path on PostgreSQL (measured with EXPLAIN ANALYZE on a 1,000-message batch).
 
 Quantities are ``ExactDecimal``: ``NUMERIC(38, 12)`` on PostgreSQL, text on SQLite (whose NUMERIC
-is a binary float), so no quantity ever passes through a float.
+is a binary float), so no quantity ever passes through a float. A value that does not fit
+NUMERIC(38, 12) is refused on both dialects before it reaches the database (``check_range``).
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator, TypeEngine
 
-from conveyor.quantity import format_quantity
+from conveyor.quantity import check_range, format_quantity
 
 NAMING = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -62,8 +63,9 @@ class ExactDecimal(TypeDecorator[Decimal]):
     def process_bind_param(self, value: Decimal | None, dialect: Dialect) -> Any:
         if value is None:
             return None
+        value = check_range(Decimal(value))  # never let the database round or overflow
         if dialect.name == "sqlite":
-            return format_quantity(Decimal(value))
+            return format_quantity(value)
         return value
 
     def process_result_value(self, value: Any, dialect: Dialect) -> Decimal | None:
@@ -100,11 +102,13 @@ class Base(DeclarativeBase):
 
 
 class MessageRow(Base):
-    """One accepted canonical message. ``(source, key)`` is unique: the database deduplicates."""
+    """One accepted canonical message. ``(source, key)`` is unique: the database deduplicates;
+    ``(source, reversal_of)`` is unique: a message is reversed at most once."""
 
     __tablename__ = "messages"
     __table_args__ = (
         UniqueConstraint("source", "key", name="uq_messages_source_key"),
+        Index("uq_messages_source_reversal_of", "source", "reversal_of", unique=True),
         Index("ix_messages_order_id", "order_id"),
         Index("ix_messages_type_accepted_at", "type", "accepted_at"),
     )
@@ -126,6 +130,9 @@ class MessageRow(Base):
     silent)."""
     payload: Mapped[str] = mapped_column(Text)
     """The payload as JSON text, quantities as exact strings."""
+    content_hash: Mapped[str | None] = mapped_column(String(64))
+    """sha256 of type, occurred_at and payload: the same key with another hash is a conflict.
+    NULL for messages stored before revision 0004 (hashed from the row when needed)."""
 
 
 class StockMovementRow(Base):

@@ -219,7 +219,7 @@ class Ingestion:
                     self.on_problem(notice)
             for result in results:
                 self.counts[result.status] = self.counts.get(result.status, 0) + 1
-                if result.status == "rejected" and self.on_problem is not None:
+                if result.status in ("rejected", "conflict") and self.on_problem is not None:
                     self.on_problem(result.as_dict())
             if checkpoint is not None:
                 self.committed = checkpoint

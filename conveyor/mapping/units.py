@@ -20,14 +20,13 @@ from decimal import (
     ROUND_HALF_EVEN,
     ROUND_HALF_UP,
     ROUND_UP,
-    Context,
     Decimal,
-    Inexact,
 )
 from fractions import Fraction
 from typing import TYPE_CHECKING
 
 from conveyor.errors import MappingError, Problem
+from conveyor.quantity import CONTEXT, range_problem
 from conveyor.yamlfile import FileProblem
 
 if TYPE_CHECKING:
@@ -44,8 +43,9 @@ ROUNDING_MODES = {
 }
 """``units.csv`` ``rounding`` values and the ``decimal`` rounding they mean."""
 
-_EXACT = Context(prec=80, traps=[Inexact])
-"""Multiplying a quantity (≤ 38 digits) by a decimal factor never needs more than 80 digits."""
+_EXACT = CONTEXT
+"""The ledger's one quantity context (``conveyor.quantity.CONTEXT``): 80 digits, so multiplying a
+quantity (≤ 38 digits) by a decimal factor is exact, and an inexact result raises."""
 
 PACKAGE = "package"
 """Dimension of units whose size depends on the material (BOX, BAG, ROLL)."""
@@ -108,6 +108,23 @@ def round_fraction(value: Fraction, decimals: int, rounding: str) -> Decimal | N
         ):
             q += 1
     return _strip(Decimal(q).scaleb(-decimals))
+
+
+def _fits(result: Decimal, quantity: Decimal, from_uom: str, to_uom: str) -> Decimal:
+    """``result`` when the ledger can hold it; a converted quantity is refused, never rounded."""
+    problem = range_problem(result)
+    if problem is None:
+        return result
+    raise MappingError(
+        [
+            Problem(
+                field="quantity",
+                value=quantity,
+                rule="quantity.range",
+                message=f"{quantity} {from_uom} in {to_uom} does not fit the ledger: {problem}",
+            )
+        ]
+    )
 
 
 class Units:
@@ -241,6 +258,7 @@ class Units:
         """
         if from_uom == to_uom:
             return quantity
+        _fits(quantity, quantity, from_uom, from_uom)  # huge inputs never reach the arithmetic
         entry = self._entry(material, from_uom, to_uom)
         if entry is None:
             raise MappingError([self._no_path_problem(material, quantity, from_uom, to_uom)])
@@ -254,7 +272,7 @@ class Units:
                 result = _strip(result)  # 1500 G → 1.500 KG → 1.5 KG
                 exponent = result.as_tuple().exponent
             if not isinstance(exponent, int) or -exponent <= decimals:
-                return result
+                return _fits(result, quantity, from_uom, to_uom)
         rounding = unit.rounding if unit else "half_even"
         rounded = round_fraction(Fraction(quantity) * fraction, decimals, rounding)
         if rounded is None:
@@ -274,7 +292,7 @@ class Units:
                     )
                 ]
             )
-        return rounded
+        return _fits(rounded, quantity, from_uom, to_uom)
 
     def _no_path_problem(
         self, material: str | None, quantity: Decimal, from_uom: str, to_uom: str

@@ -40,7 +40,7 @@ from sqlalchemy import Table, and_, func, or_, select
 from conveyor.errors import MappingError
 from conveyor.ledger.models import MessageRow, StockMovementRow, StockPositionRow, utcnow
 from conveyor.messages import loads, new_message
-from conveyor.quantity import format_quantity, parse_quantity
+from conveyor.quantity import format_quantity, parse_quantity, quantity_arithmetic
 
 if TYPE_CHECKING:
     from conveyor.config import Project
@@ -271,6 +271,7 @@ def evaluate(
     return safety + component_alerts(ledger, stock, reference, wanted)
 
 
+@quantity_arithmetic  # stock sums and shortages keep all 38 digits of a quantity
 def raise_alerts(
     ledger: Ledger,
     reference: Reference,

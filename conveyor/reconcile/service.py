@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from conveyor.errors import ConfigError
 from conveyor.ledger.models import utcnow
+from conveyor.quantity import quantity_arithmetic
 from conveyor.reconcile.lines import Result, Transit
 from conveyor.reconcile.reference import Reference, load_reference
 from conveyor.reconcile.sources import (
@@ -116,6 +117,7 @@ def open_snapshots(
     return out
 
 
+@quantity_arithmetic  # sums and variances keep all 38 digits of a quantity
 def compare_snapshots(
     snapshots: Sequence[Snapshot],
     *,

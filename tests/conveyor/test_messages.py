@@ -257,3 +257,110 @@ def test_a_too_deep_array_element_is_refused_and_the_array_reads_on(tmp_path: Pa
     assert records[1][0] == 3
     assert "nested 10,000 levels deep" in str(records[1][1])
     assert records[2] == (4, {"c": 3})
+
+
+HIDDEN = [
+    "\x00",  # NUL
+    "\x1b[31m",  # an ANSI escape
+    "\x85",  # C1 next line
+    "\u202e",  # right-to-left override
+    "\u200b",  # zero-width space
+    "\ufeff",  # byte order mark
+    "\u2028",  # line separator
+    "\U000e0041",  # a tag character (Cf outside the BMP)
+    "\ud800",  # a lone surrogate
+    "\n",  # even at the very end
+]
+
+
+@pytest.mark.parametrize("hidden", HIDDEN, ids=repr)
+@pytest.mark.parametrize("field", ["material", "location", "lot", "uom", "order_id"])
+def test_codes_refuse_control_and_format_characters(field: str, hidden: str) -> None:
+    found = problems(output(**{field: f"RM{hidden}1"})) + problems(output(**{field: f"RM{hidden}"}))
+    assert {p["field"] for p in found} == {f"$.payload.{field}"}
+    assert all("control" in p["message"] for p in found)
+
+
+@pytest.mark.parametrize("hidden", HIDDEN, ids=repr)
+def test_business_key_and_envelope_codes_refuse_them_too(hidden: str) -> None:
+    message = output()
+    message["key"] = f"GR-1{hidden}/1"
+    assert [p["field"] for p in problems(message)] == ["$.key"]
+    message = output(reversal_of=f"GR{hidden}")
+    assert [p["field"] for p in problems(message)] == ["$.payload.reversal_of"]
+    message = output()
+    message["correlation_id"] = f"c{hidden}"
+    assert [p["field"] for p in problems(message)] == ["$.correlation_id"]
+
+
+def test_ordinary_unicode_codes_stay_valid() -> None:
+    message = messages.validate(output(material="原料-铝锭 Ø12", location="1000/仓库 A", lot="Ä-1"))
+    assert message["payload"]["material"] == "原料-铝锭 Ø12"
+
+
+def test_free_text_keeps_line_breaks_but_not_escapes() -> None:
+    adjustment = messages.new_message(
+        "stock_adjustment",
+        "mes",
+        "ADJ-1/1",
+        {"material": "M1", "quantity": "1", "uom": "KG", "location": "A", "reason": "count"},
+    )
+    adjustment["payload"]["note"] = "counted twice\nby two people"
+    assert messages.validate(adjustment)["payload"]["note"].count("\n") == 1
+    adjustment["payload"]["note"] = "ok \x1b[2J"
+    assert [p["field"] for p in problems(adjustment)] == ["$.payload.note"]
+
+
+def test_code_pattern_covers_every_control_and_format_character() -> None:
+    """The schema's class is written out (JSON Schema regexes have no \\p{Cc}); it must list every
+    Cc, Cf, Cs, Zl and Zp character of this Python's Unicode database."""
+    import re
+    import sys
+    import unicodedata
+
+    common = json.loads((REPO / "schemas" / "common.json").read_text(encoding="utf-8"))
+    pattern = re.compile(common["$defs"]["material"]["pattern"])
+    hidden = {"Cc", "Cf", "Cs", "Zl", "Zp"}
+    for code in range(sys.maxunicode + 1):
+        char = chr(code)
+        refused = pattern.search(f"a{char}b") is None
+        assert refused == (unicodedata.category(char) in hidden), hex(code)
+
+
+@pytest.mark.parametrize(
+    ("number", "rule_text"),
+    [
+        ("1e999999", "integer digits"),
+        ("1e400", "integer digits"),
+        ("1" + "0" * 39, "integer digits"),
+        ("0.0000000000001", "decimal places"),
+        ("-0.0", "minimum of 0"),  # the schema's exclusiveMinimum sees JSON numbers
+        ("0.0", "minimum of 0"),
+    ],
+)
+def test_json_numbers_are_held_to_the_text_bounds(number: str, rule_text: str) -> None:
+    record = messages.loads(
+        messages.dumps(output()).replace('"quantity":"2"', f'"quantity":{number}')
+    )
+    [problem] = problems(record)
+    assert problem["field"] == "$.payload.quantity"
+    assert rule_text in problem["message"]
+    assert len(problem["value"]) <= 100
+
+
+def test_a_zero_or_negative_zero_adjustment_number_is_refused() -> None:
+    for zero in (Decimal("-0.0"), Decimal("0.000")):
+        adjustment = messages.new_message(
+            "stock_adjustment",
+            "mes",
+            "ADJ-1/1",
+            {"material": "M1", "quantity": zero, "uom": "KG", "location": "A", "reason": "x"},
+        )
+        [problem] = problems(adjustment)
+        assert problem["message"] == "must not be zero"
+
+
+def test_38_digit_quantity_is_kept_whole() -> None:
+    big = "12345678901234567890123456.123456789012"
+    assert str(messages.validate(output(quantity=big))["payload"]["quantity"]) == big
+    assert messages.validate(output(quantity=Decimal(big)))["payload"]["quantity"] == Decimal(big)

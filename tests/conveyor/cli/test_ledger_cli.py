@@ -54,6 +54,7 @@ def test_accept_twice_then_stock(project: Path) -> None:
     assert json.loads(out) == {
         "accepted": 0,
         "duplicate": 13,
+        "conflict": 0,
         "rejected": 0,
         "alerts": 0,
         "rejected_records": [],
@@ -259,6 +260,34 @@ def test_a_huge_rejected_line_is_echoed_clipped(project: Path, tmp_path: Path) -
     path.write_text(json.dumps(message) + "\n" + sample[2] + "\n", encoding="utf-8")
     result = CliRunner().invoke(main, ["--project", str(project), "accept", str(path)])
     assert result.exit_code == 1
-    assert "accepted 1, duplicate 0, rejected 1" in result.stdout
+    assert "accepted 1, duplicate 0, conflict 0, rejected 1" in result.stdout
     assert len(result.stderr) < 3000
     assert "more characters" in result.stderr
+
+
+def test_rejected_values_are_echoed_escaped(project: Path) -> None:
+    run(project, "db", "upgrade")
+    code, out = run(
+        project, "accept", str(REPO / "tests" / "data" / "hostile" / "ledger_codes.jsonl")
+    )
+    assert code == 1
+    assert "accepted 2, duplicate 0, conflict 0, rejected 12" in out
+    assert "\x1b" not in out
+    assert "\u202e" not in out
+    assert "\x00" not in out
+    assert "\\x1b[31mHK-RM-1001" in out
+    assert "\\u202e" in out
+
+
+def test_a_conflict_is_counted_exits_1_and_shows_in_trace(project: Path) -> None:
+    run(project, "db", "upgrade")
+    hostile = str(REPO / "tests" / "data" / "hostile" / "ledger_conflicts.jsonl")
+    code, out = run(project, "--json", "accept", hostile)
+    assert code == 1
+    counts = json.loads(out)
+    assert (counts["accepted"], counts["duplicate"], counts["conflict"]) == (1, 3, 3)
+    assert {r["status"] for r in counts["rejected_records"]} == {"conflict"}
+    code, out = run(project, "trace", "HC-GR-1/1")
+    assert code == 0
+    assert out.count("production_output mes:HC-GR-1/1") == 1
+    assert out.count("(accept, parked)") == 3

@@ -103,3 +103,19 @@ def test_material_path_wins_over_a_shorter_global_one(project: Project) -> None:
     units = MappingEngine.load(project).units
     assert units.convert("FG-5001", Decimal(1), "CASE", "PCS") == Decimal(48)  # 4 × 12
     assert units.convert("FG-5002", Decimal(1), "CASE", "PCS") == Decimal(50)
+
+
+def test_a_38_digit_quantity_converts_exactly(mapping_engine: MappingEngine) -> None:
+    # 26 + 12 digits of grams: the product needs more than Python's default 28 digits
+    grams = Decimal("12345678901234567890123.456")
+    result = mapping_engine.units.convert("RM-1001", grams, "G", "KG")
+    assert result == Decimal("12345678901234567890.123456")
+
+
+@pytest.mark.parametrize("tonnes", [Decimal("1E+24"), Decimal("1E+999999")])
+def test_a_conversion_beyond_the_ledger_range_is_refused(
+    mapping_engine: MappingEngine, tonnes: Decimal
+) -> None:
+    with pytest.raises(MappingError) as caught:
+        mapping_engine.units.convert("RM-1001", tonnes, "T", "G")  # 1E+30 G does not fit
+    assert caught.value.problems[0].rule == "quantity.range"
