@@ -25,9 +25,9 @@ def main(ctx: click.Context, project: str | None, as_json: bool) -> None:
 
 
 def _register() -> None:
-    from conveyor.cli import delivery, ledger, mapping, reconcile
+    from conveyor.cli import delivery, ledger, mapping, reconcile, simulate
 
-    for module in (ledger, mapping, delivery, reconcile):
+    for module in (ledger, mapping, delivery, reconcile, simulate):
         module.register(main)
 
 
