@@ -82,6 +82,7 @@ class RestConnector(Connector):
     """Posts documents to a REST endpoint (see the module docstring)."""
 
     kind = "rest"
+    thread_safe = True  # a requests session and its pool serve the worker's threads together
     capabilities: ClassVar[frozenset[str]] = frozenset(
         {"send", "send_batch", "lookup", "idempotency_key", "health"}
     )

@@ -61,8 +61,8 @@ class Behaviour:
     hang_keys: str | None = None
     """Key pattern: record, then wait ``hang_s`` before answering."""
     hang_s: float = 2.0
-    drop_keys: str | None = None
-    """Key pattern: record, then close the connection without answering (once per key)."""
+    drop_keys: str | list[str] | None = None
+    """Key pattern(s): record, then close the connection without answering (once per key)."""
     drop_answer_rate: float = 0.0
     """Share of postings recorded and then not answered (the connection is closed)."""
     seed: int | None = None
@@ -332,12 +332,10 @@ class HttpTarget:
         b = self.behaviour
         drop = False
         with self._lock:
+            patterns = [b.drop_keys] if isinstance(b.drop_keys, str) else (b.drop_keys or [])
             for key in keys:
-                if (
-                    b.drop_keys
-                    and fnmatch.fnmatchcase(key, b.drop_keys)
-                    and key not in self.dropped
-                ):
+                chosen = any(fnmatch.fnmatchcase(key, pattern) for pattern in patterns)
+                if chosen and key not in self.dropped:
                     self.dropped.add(key)
                     drop = True
             if not drop and b.drop_answer_rate and self._random.random() < b.drop_answer_rate:

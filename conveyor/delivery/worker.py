@@ -643,6 +643,7 @@ class Worker:
         connectors: Mapping[str, Connector] | None = None,
         mapping: Any = None,
         worker_id: str | None = None,
+        batch_sizes: Mapping[str, int] | None = None,
     ) -> None:
         if not targets:
             raise ConfigError("no delivery targets: add routes to conveyor.yaml")
@@ -654,6 +655,7 @@ class Worker:
         self.options = options or WorkerOptions.from_project(project)
         self.worker_id = worker_id or new_worker_id()
         self._shared_connectors = dict(connectors or {})
+        self._batch_sizes = dict(batch_sizes or {})
         self._local = threading.local()
         self._made: list[Connector] = []
         self._made_lock = threading.Lock()
@@ -679,12 +681,18 @@ class Worker:
         self._busy_lock = threading.Lock()
 
     def _batch_size(self, target: str) -> int:
-        """``systems.<target>.batch_size`` of ``conveyor.yaml`` (1 without a project)."""
+        """``batch_sizes`` given, else ``systems.<target>.batch_size`` of ``conveyor.yaml`` (1
+        without a project)."""
+        if target in self._batch_sizes:
+            return max(1, int(self._batch_sizes[target]))
         if self.project is None or target not in self.project.systems:
             return 1
         return max(1, int(self.project.systems[target].batch_size))
 
     def _connector(self, target: str) -> Connector:
+        """The connector of ``target`` for this thread: one for all threads when the connector
+        is ``thread_safe`` (its connection pool, sized to the concurrency, then serves them
+        all), else one per thread."""
         shared = self._shared_connectors.get(target)
         if shared is not None:
             return shared
@@ -693,11 +701,19 @@ class Worker:
             cache = self._local.connectors = {}
         connector = cache.get(target)
         if connector is None:
-            from conveyor.runtime.registry import create
+            from conveyor.runtime.registry import create, load
 
             if self.project is None:
                 raise ConfigError(f"no connector for target {target!r}")
-            connector = cache[target] = create(self.project.system(target))
+            system = self.project.system(target)
+            if load(system.connector).thread_safe:
+                with self._made_lock:
+                    connector = self._shared_connectors.get(target)
+                    if connector is None:
+                        connector = self._shared_connectors[target] = create(system)
+                        self._made.append(connector)
+                return connector
+            connector = cache[target] = create(system)
             with self._made_lock:
                 self._made.append(connector)
         return connector

@@ -2,14 +2,14 @@
 pooled ``requests`` sessions, timeouts on every call, and the one place where HTTP failures are
 classified.
 
-``session_for(settings, system)`` gives a ``requests.Session`` shared by every connector of that
-system in the process (a worker's threads): an ``HTTPAdapter`` whose pool is sized to the worker's
-concurrency (``set_pool_size``), ``max_retries=0`` (the delivery worker decides about retrying,
-from the ledger), TLS verified by default (``ca_bundle``: a CA file or folder;
+``session_for(settings)`` makes the ``requests.Session`` of a connector, which the worker's
+threads share (HTTP connectors are ``thread_safe``): an ``HTTPAdapter`` whose pool is sized to
+the worker's concurrency (``set_pool_size``), ``max_retries=0`` (the delivery worker decides
+about retrying, from the ledger), TLS verified by default (``ca_bundle``: a CA file or folder;
 ``client_cert``/``client_key``: a client certificate), proxies from the environment
 (``trust_env``). ``HttpClient`` wraps one for a connector: ``post_json``, ``get``,
-``zeep_transport`` (zeep posts on the same session) and ``close`` (gives back its share of the
-pool). Settings it reads: ``timeout_s`` (read timeout, default 10 s), ``connect_timeout_s``
+``zeep_transport`` (zeep posts on the same session) and ``close`` (closes the pooled
+connections). Settings it reads: ``timeout_s`` (read timeout, default 10 s), ``connect_timeout_s``
 (default: ``timeout_s``), ``ca_bundle``, ``client_cert``, ``client_key``, ``verify_tls``.
 
 How failures are classified (``conveyor.errors``)::
@@ -60,20 +60,12 @@ HTTP_SETTINGS_SCHEMA: dict[str, Any] = {
 """The settings this layer reads, for connectors to merge into their ``config_schema``."""
 
 _pool_size = 4
-_lock = threading.Lock()
-_sessions: dict[tuple[Any, ...], _Shared] = {}
 
 
 def set_pool_size(size: int) -> None:
     """Size the connection pools of sessions made from now on (the worker's concurrency)."""
     global _pool_size
     _pool_size = max(1, int(size))
-
-
-@dataclass
-class _Shared:
-    session: requests.Session
-    users: int = 0
 
 
 @dataclass(frozen=True)
@@ -114,9 +106,6 @@ class HttpSettings:
             return False
         return self.ca_bundle
 
-    def _key(self) -> tuple[Any, ...]:
-        return (self.ca_bundle, self.client_cert, self.client_key, self.verify_tls)
-
 
 def _new_session(settings: HttpSettings) -> requests.Session:
     session = requests.Session()
@@ -138,31 +127,11 @@ def _new_session(settings: HttpSettings) -> requests.Session:
     return session
 
 
-def session_for(settings: HttpSettings | Mapping[str, Any], system: str = "") -> requests.Session:
-    """The process's shared session of ``system`` with these TLS settings (taken: give it back
-    with ``release``). Every thread's connector of one system draws on one pool; systems never
-    share a session (nor its cookies: an ERP's login session is a cookie)."""
+def session_for(settings: HttpSettings | Mapping[str, Any]) -> requests.Session:
+    """A configured session: pooled (``set_pool_size``), no retries, TLS verified (``ca_bundle``,
+    client certificate), proxies from the environment. Its user closes it."""
     chosen = settings if isinstance(settings, HttpSettings) else HttpSettings.of(settings)
-    key = (system, *chosen._key())
-    with _lock:
-        shared = _sessions.get(key)
-        if shared is None:
-            shared = _sessions[key] = _Shared(_new_session(chosen))
-        shared.users += 1
-        return shared.session
-
-
-def release(session: requests.Session) -> None:
-    """Give back a session of ``session_for``; the last user closes its connections."""
-    with _lock:
-        for key, shared in list(_sessions.items()):
-            if shared.session is session:
-                shared.users -= 1
-                if shared.users <= 0:
-                    del _sessions[key]
-                    session.close()
-                return
-    session.close()  # not shared (made elsewhere): just close it
+    return _new_session(chosen)
 
 
 def retry_after(value: str | None) -> float | None:
@@ -224,7 +193,7 @@ def raise_for_status(response: requests.Response, *, name: str, what: str) -> No
 
 
 class HttpClient:
-    """One connector's HTTP: a share of a pooled session, its timeouts and fixed headers."""
+    """One connector's HTTP: its pooled session, timeouts and fixed headers (thread-safe)."""
 
     def __init__(
         self,
@@ -243,11 +212,11 @@ class HttpClient:
 
     @property
     def session(self) -> requests.Session:
-        """The shared session (taken on first use)."""
+        """The session (made on first use)."""
         if self._session is None:
             with self._session_lock:
                 if self._session is None:
-                    self._session = session_for(self.settings, self.name)
+                    self._session = session_for(self.settings)
         return self._session
 
     @property
@@ -341,8 +310,8 @@ class HttpClient:
         )
 
     def close(self) -> None:
-        """Give the session back (the last user closes its pooled connections)."""
+        """Close the session's pooled connections (a later call opens a new session)."""
         with self._session_lock:
             session, self._session = self._session, None
         if session is not None:
-            release(session)
+            session.close()

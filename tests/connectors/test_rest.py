@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator, Mapping
 from decimal import Decimal
+from typing import ClassVar
 
 import pytest
 import responses
@@ -22,6 +23,7 @@ from conveyor.errors import (
     is_transient,
 )
 from conveyor.runtime import registry
+from conveyor.testing.conformance import Harness, conformance_tests
 from simulators.http_target import HttpTarget
 
 BASE = "http://erp.example"
@@ -230,3 +232,53 @@ def test_over_a_real_socket_against_the_simulator() -> None:
         assert connector.lookup(message_type="t", key="bad-1") is None
         assert target.counts() == {"k1": 1, "k2": 1, "k3": 1, "slow": 1}
         connector.close()
+
+
+class RestHarness(Harness):
+    """The REST connector against the ``http-target`` simulator, with bearer auth."""
+
+    secrets: ClassVar[Mapping[str, str]] = {"TOKEN": "conformance-token-7f3a9c51"}
+    rejection_text = "material is blocked"
+
+    def start(self) -> None:
+        self.target = HttpTarget().start()
+
+    def stop(self) -> None:
+        self.target.stop()
+
+    def connector(self) -> RestConnector:
+        url = self.target.url
+        return RestConnector(
+            self.system,
+            {
+                "url": f"{url}/documents",
+                "batch_url": f"{url}/documents",
+                "lookup_url": f"{url}/documents?key={{key}}",
+                "timeout_s": 2,
+                "auth": "bearer",
+            },
+        )
+
+    def misbehave(
+        self,
+        *,
+        reject: Collection[str] = (),
+        fail_first: int = 0,
+        drop_answer: Collection[str] = (),
+        echo_secrets: bool = False,
+    ) -> None:
+        self.target.configure(
+            reject=dict.fromkeys(reject, 422),
+            fail_first=fail_first,
+            drop_keys=list(drop_answer),
+            echo_headers=echo_secrets,
+        )
+
+    def posts(self, key: str) -> int:
+        return self.target.counts().get(key, 0)
+
+    def open_connections(self) -> int:
+        return self.target.open_connections()
+
+
+TestRestConformance = conformance_tests(RestHarness)

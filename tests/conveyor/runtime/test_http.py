@@ -21,8 +21,8 @@ from tests.support.scripted import Answer, RawServer, Scripted
 URL = "http://erp.example/api/documents"
 
 
-def client(name: str = "erp", **settings: Any) -> HttpClient:
-    return HttpClient(name, {"timeout_s": 2, **settings})
+def client(**settings: Any) -> HttpClient:
+    return HttpClient("erp", {"timeout_s": 2, **settings})
 
 
 @responses.activate
@@ -165,24 +165,21 @@ def test_a_failed_lookup_is_only_transient() -> None:
     assert not isinstance(caught.value, AmbiguousDeliveryError)
 
 
-def test_connections_are_pooled_and_shared_then_released(server: Scripted) -> None:
-    first, second = client("pooled"), client("pooled")
-    for rest in (first, second, first):
+def test_connections_are_pooled_and_closed_with_the_client(server: Scripted) -> None:
+    rest = client()
+    for _ in range(3):
         rest.post_json(f"{server.url}/documents", {})
-    assert first.session is second.session  # one pool for the worker's threads
     assert len({r.peer for r in server.received}) == 1  # one kept-alive connection carried all
-    first.close()
-    assert first.closed
-    assert not second.closed
-    session = second.session
-    second.close()
+    session = rest.session
+    rest.close()
+    assert rest.closed
     assert len(session.adapters["http://"].poolmanager.pools) == 0  # type: ignore[attr-defined]
 
 
 def test_pools_are_sized_to_the_workers_concurrency() -> None:
     http.set_pool_size(6)
     try:
-        rest = client("sized")
+        rest = client()
         adapter = rest.session.adapters["https://"]
         assert adapter._pool_maxsize == 6  # type: ignore[attr-defined]
         assert adapter.max_retries.total == 0  # type: ignore[attr-defined]
@@ -219,7 +216,7 @@ def test_proxies_come_from_the_environment(
     monkeypatch.setenv("http_proxy", proxy)
     monkeypatch.delenv("NO_PROXY", raising=False)
     monkeypatch.delenv("no_proxy", raising=False)
-    rest = client("proxied")  # a session of its own
+    rest = client()
     assert rest.post_json("http://erp.example:8000/api/documents?site=1", {}).json()["id"] == "D0"
     call = server.received[0]
     assert call.path == "http://erp.example:8000/api/documents?site=1"  # absolute request line
