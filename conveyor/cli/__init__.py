@@ -21,6 +21,11 @@ from conveyor.cli.common import AppContext
 @click.pass_context
 def main(ctx: click.Context, project: str | None, as_json: bool) -> None:
     """Conveyor — move production orders, consumption, output and stock between ERP, MES and WMS."""
+    from conveyor.cli.common import setup_logging
+    from conveyor.runtime.secrets import remember_environment
+
+    remember_environment()  # secrets are masked even in texts written before a connector read them
+    setup_logging()
     ctx.obj = AppContext(project_arg=project, as_json=as_json)
 
 

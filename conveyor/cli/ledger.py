@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from conveyor.cli.common import AppContext, check_alerts, emit_json, emit_table, pass_app
+from conveyor.cli.common import AppContext, check_alerts, echo, emit_json, emit_table, pass_app
 
 BATCH = 1000
 
@@ -29,7 +29,7 @@ def db_upgrade(app: AppContext) -> None:
     if app.as_json:
         emit_json({"url": url, "revision": revision})
     else:
-        click.echo(f"ledger at {url} is at revision {revision}")
+        echo(f"ledger at {url} is at revision {revision}")
 
 
 @click.command("accept")
@@ -51,7 +51,7 @@ def accept(app: AppContext, files: tuple[Path, ...]) -> None:
         emit_json({**totals, "alerts": alerts, "rejected_records": rejected})
     else:
         for item in rejected:
-            click.echo(f"{item['file']}:{item['line']}: rejected: {item['reason']}", err=True)
+            echo(f"{item['file']}:{item['line']}: rejected: {item['reason']}", err=True)
         counts = ", ".join(f"{status} {n}" for status, n in totals.items())
         click.echo(counts)
         if alerts:
@@ -110,33 +110,33 @@ def stock(
 @pass_app
 def trace(app: AppContext, term: str) -> None:
     """Everything the ledger knows about a message id, business key, order id or lot."""
-    found = app.ledger.trace(term)
+    from conveyor.redact import redact_value
+
+    found = redact_value(app.ledger.trace(term))  # reasons may quote what a target answered
     if app.as_json:
         emit_json(found)
         return
     if not found["messages"] and not found["parked"]:
-        click.echo(f"nothing known about {term!r}")
+        echo(f"nothing known about {term!r}")
         sys.exit(1)
     for m in found["messages"]:
-        click.echo(f"{m['type']} {m['source']}:{m['key']}  id={m['message_id']}")
-        click.echo(
+        echo(f"{m['type']} {m['source']}:{m['key']}  id={m['message_id']}")
+        echo(
             f"  occurred {m['occurred_at'].isoformat()}  accepted {m['accepted_at'].isoformat()}"
             f"  mapping_version={m['mapping_version'] or '-'}"
         )
         if m["reversal_of"]:
-            click.echo(f"  reverses {m['reversal_of']}")
+            echo(f"  reverses {m['reversal_of']}")
         for change in m["stock_changes"]:
             sign = "+" if change["quantity"] > 0 else ""
-            click.echo(
+            echo(
                 f"  stock {change['material']} @ {change['location']} lot={change['lot'] or '-'}: "
                 f"{sign}{change['quantity']} {change['uom']}"
             )
         if not m["deliveries"]:
-            click.echo(
-                "  routed nowhere (no route matched)" if m["routes"] == 0 else "  no deliveries"
-            )
+            echo("  routed nowhere (no route matched)" if m["routes"] == 0 else "  no deliveries")
         for d in m["deliveries"]:
-            click.echo(
+            echo(
                 f"  → {d['target']}: {d['status']} after {d['attempts']} attempt(s)"
                 + (f", ref {d['external_ref']}" if d["external_ref"] else "")
                 + (
@@ -147,7 +147,7 @@ def trace(app: AppContext, term: str) -> None:
             )
     for p in found["parked"]:
         where = f"{p['file']}:{p['line']}" if p["file"] else (p["system"] or "-")
-        click.echo(f"parked #{p['id']} ({p['stage']}, {p['status']}) {where}: {p['reason']}")
+        echo(f"parked #{p['id']} ({p['stage']}, {p['status']}) {where}: {p['reason']}")
 
 
 def register(main: click.Group) -> None:

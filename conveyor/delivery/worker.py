@@ -54,6 +54,7 @@ from conveyor.errors import (
     is_transient,
 )
 from conveyor.ledger.models import DeliveryRow, MessageRow, utcnow
+from conveyor.redact import safe_text
 from conveyor.retry import HOLD_DELAY_S, backoff_delay
 from conveyor.transport.base import Job, Transport
 from conveyor.transport.liveness import (
@@ -118,8 +119,6 @@ class _Outcome:
 
 def _error_text(exc: BaseException) -> str:
     """How an error is stored and printed: redacted (no secret leaves the process) and clipped."""
-    from conveyor.redact import safe_text
-
     return safe_text(f"{type(exc).__name__}: {exc}")
 
 
@@ -321,7 +320,7 @@ class DeliveryCore:
                         status="parked",
                         claimed_by=None,
                         updated_at=now,
-                        last_error=job.dead_lettered,
+                        last_error=safe_text(job.dead_lettered),
                         needs_lookup=case(
                             (d.c.status == "in_flight", true()), else_=d.c.needs_lookup
                         ),

@@ -27,6 +27,7 @@ from conveyor.ledger.models import (
     StockPositionRow,
     utcnow,
 )
+from conveyor.redact import safe_text
 from conveyor.routing import Router, ordering_key
 from conveyor.stock import NO_LOT, Movement, movements
 
@@ -797,7 +798,7 @@ def _parked_row(
         "message_type": message_type,
         "file": file,
         "line": line,
-        "reason": reason,
+        "reason": safe_text(reason),  # the one place a parked reason is stored: redacted here
         "problems": json.dumps([p.as_dict() for p in problems], ensure_ascii=False),
         "record": text,
         "fingerprint": digest,
