@@ -82,6 +82,10 @@ class _Drop(Exception):
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    wbufsize = 64 * 1024
+    """Buffered: an answer's head and body leave in one write (flushed after each request), so
+    that no answer waits out a delayed ACK between two small segments."""
+    disable_nagle_algorithm = True
     server: _Server
 
     def log_message(self, format: str, *args: Any) -> None:
