@@ -148,6 +148,7 @@ class HttpTarget:
         self._server = _Server((host, port), _Handler)
         self._server.target = self
         self._thread: threading.Thread | None = None
+        self._serving = threading.Event()
         self._lock = threading.Lock()
         self._random = random.Random(self.behaviour.seed)
         self._open: set[Any] = set()
@@ -189,17 +190,23 @@ class HttpTarget:
 
     def start(self) -> HttpTarget:
         """Serve on a background thread."""
+        self._serving.set()  # a stop() right after start() must still end the loop
         self._thread = threading.Thread(target=self.serve_forever, daemon=True)
         self._thread.start()
         return self
 
     def serve_forever(self) -> None:
         """Serve on this thread until ``stop``."""
-        self._server.serve_forever(poll_interval=0.2)
+        self._serving.set()
+        try:
+            self._server.serve_forever(poll_interval=0.2)
+        finally:
+            self._serving.clear()
 
     def stop(self) -> None:
         """Stop serving; open connections are shut down."""
-        self._server.shutdown()
+        if self._serving.is_set():  # shutdown() waits for a serving loop: only ask a running one
+            self._server.shutdown()
         self._server.server_close()
         with self._lock:
             still_open = list(self._open)
