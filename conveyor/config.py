@@ -29,6 +29,8 @@ class SystemConfig:
     connection: str | None = None
     settings: dict[str, Any] = field(default_factory=dict)
     tracks_lots: bool = True
+    batch_size: int = 100
+    """Documents per ``send_batch`` call when the connector can send batches (1: one per call)."""
 
 
 @dataclass(frozen=True)

@@ -158,6 +158,9 @@ class Connector:
     streams: ClassVar[tuple[Stream, ...]] = ()
     stand_in: ClassVar[bool] = False
     """True for connectors that stand in for a real system (``fake``): said wherever used."""
+    thread_safe: ClassVar[bool] = False
+    """True when one instance may serve many threads at once: the delivery worker then shares it
+    (and its connection pool) between its threads instead of making one per thread."""
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

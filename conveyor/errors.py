@@ -14,7 +14,8 @@
           └── NeedsCheckError    outcome unknown and the target cannot be asked: a person decides
 
 The delivery worker decides from the exception alone: ``is_transient(exc)`` → retry, else park.
-Connectors classify errors where they happen (e.g. ``classify_http_status``).
+Connectors classify errors where they happen; every HTTP-speaking connector does it in one place,
+``conveyor.runtime.http`` (which uses ``classify_http_status``).
 """
 
 from __future__ import annotations
@@ -35,9 +36,14 @@ class ConveyorError(Exception):
 
 
 class TransientError(ConveyorError):
-    """Retrying later may succeed."""
+    """Retrying later may succeed; ``retry_after_s`` is the wait the target asked for (an HTTP
+    ``Retry-After``), which the worker's backoff never undercuts."""
 
     transient = True
+
+    def __init__(self, *args: object, retry_after_s: float | None = None) -> None:
+        super().__init__(*args)
+        self.retry_after_s = retry_after_s
 
 
 class AmbiguousDeliveryError(TransientError):
@@ -155,11 +161,21 @@ def is_transient(exc: BaseException) -> bool:
     return isinstance(exc, ConveyorError) and exc.transient
 
 
-def classify_http_status(status: int, text: str = "") -> ConveyorError | None:
-    """Map an HTTP status to the error it means: 429/5xx transient, other 4xx terminal."""
+def classify_http_status(
+    status: int, text: str = "", *, retry_after_s: float | None = None
+) -> ConveyorError | None:
+    """Map an HTTP status to the error it means: 502/504 ambiguous (a gateway gave up while the
+    target may have committed), 408/429/5xx transient (429/503 carry ``retry_after_s``), other
+    4xx terminal. ``text`` is redacted and clipped: it is stored and printed."""
     if status < 400:
         return None
-    message = f"HTTP {status}: {text[:500]}"
-    if status == 429 or status >= 500 or status == 408:
+    from conveyor.redact import safe_text
+
+    message = f"HTTP {status}: {safe_text(text, 500)}" if text else f"HTTP {status}"
+    if status in (502, 504):
+        return AmbiguousDeliveryError(message)
+    if status in (429, 503):
+        return TransientError(message, retry_after_s=retry_after_s)
+    if status >= 500 or status == 408:
         return TransientError(message)
     return RejectedError(message)

@@ -38,13 +38,18 @@ class ConveyorGroup(click.Group):
 @click.pass_context
 def main(ctx: click.Context, project: str | None, as_json: bool) -> None:
     """Conveyor — move production orders, consumption, output and stock between ERP, MES and WMS."""
+    from conveyor.cli.common import setup_logging
+    from conveyor.runtime.secrets import remember_environment
+
+    remember_environment()  # secrets are masked even in texts written before a connector read them
+    setup_logging()
     ctx.obj = AppContext(project_arg=project, as_json=as_json)
 
 
 def _register() -> None:
-    from conveyor.cli import delivery, ledger, mapping, reconcile, runtime
+    from conveyor.cli import delivery, ledger, mapping, reconcile, runtime, simulate
 
-    for module in (ledger, mapping, delivery, reconcile, runtime):
+    for module in (ledger, mapping, delivery, reconcile, runtime, simulate):
         module.register(main)
 
 

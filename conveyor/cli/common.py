@@ -1,8 +1,12 @@
-"""Shared CLI plumbing: the project and ledger of this invocation, and output as table or JSON."""
+"""Shared CLI plumbing: the project and ledger of this invocation, and output as table or JSON.
+
+Everything printed through ``emit_json``, ``emit_table`` and ``echo`` passes through
+``conveyor.redact`` first: no secret leaves the process in the CLI's output."""
 
 from __future__ import annotations
 
 import json
+import logging
 import sys
 import unicodedata
 from collections.abc import Callable, Sequence
@@ -122,8 +126,29 @@ def _json_default(value: object) -> object:
 
 
 def emit_json(data: Any) -> None:
-    """Print ``data`` as JSON (Decimals exact, datetimes ISO)."""
-    click.echo(json.dumps(data, default=_json_default, ensure_ascii=False, indent=2))
+    """Print ``data`` as JSON (Decimals exact, datetimes ISO), redacted."""
+    from conveyor.redact import redact
+
+    click.echo(redact(json.dumps(data, default=_json_default, ensure_ascii=False, indent=2)))
+
+
+def echo(text: str, *, err: bool = False) -> None:
+    """Print text that may carry outside values: redacted (an error a target answered may echo a
+    credential) and each line made ``printable`` (no escape sequence reaches the terminal)."""
+    from conveyor.redact import redact
+
+    click.echo("\n".join(printable(line) for line in redact(text).split("\n")), err=err)
+
+
+def setup_logging(level: int = logging.WARNING) -> None:
+    """Log to stderr at ``level``; every record is redacted (``RedactingFilter``) first."""
+    from conveyor.redact import install_log_filter
+
+    root = logging.getLogger()
+    if not root.handlers:
+        logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    root.setLevel(level)
+    install_log_filter()
 
 
 _HIDDEN = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
@@ -169,8 +194,10 @@ def emit_table(
     table = Table(title=title, show_lines=False, header_style="bold")
     for column in columns:
         table.add_column(column, justify="right" if column in right else "left", overflow="fold")
+    from conveyor.redact import redact
+
     for row in rows:
-        table.add_row(*(render_value(v) for v in row))
+        table.add_row(*(redact(render_value(v)) for v in row))
     Console(soft_wrap=True, width=None if sys.stdout.isatty() else 200).print(table)
 
 

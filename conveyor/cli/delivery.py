@@ -17,10 +17,11 @@ from conveyor.cli.common import (
     DURATION,
     AppContext,
     check_alerts,
+    echo,
     emit_json,
     emit_table,
     pass_app,
-    printable,
+    setup_logging,
 )
 from conveyor.redact import clip
 
@@ -74,9 +75,10 @@ def run(
     """
     from conveyor.delivery.worker import Worker, WorkerOptions
     from conveyor.errors import ConfigError
+    from conveyor.redact import redact
 
     level = logging.WARNING - 10 * min(verbose, 2)
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    setup_logging(level)
     if verbose < 2:
         logging.getLogger("pika").setLevel(logging.WARNING)
     project = app.project
@@ -95,7 +97,7 @@ def run(
             options=options,
         )
     except ConfigError as exc:
-        raise click.ClickException(str(exc)) from None
+        raise click.ClickException(redact(str(exc))) from None
     from conveyor.cli.runtime import say_stand_ins
 
     stand_ins = say_stand_ins(project, worker.targets, quiet=app.as_json)
@@ -122,7 +124,7 @@ def run(
         emit_json(summary)
     else:
         c = result.counters
-        click.echo(
+        echo(
             f"delivered {c['delivered']} (already present {c['already_present']}), "
             f"retried {c['retried']}, parked {c['parked']}, needs check {c['needs_check']}, "
             f"held {c['held']} in {result.seconds:.1f} s"
@@ -139,13 +141,16 @@ def run(
 def parked(app: AppContext, target: str | None, reason_like: str | None, limit: int) -> None:
     """List parked deliveries (and those that need a person's check) with their reasons."""
     from conveyor.delivery.status import parked_deliveries
+    from conveyor.redact import redact_value
 
-    rows = parked_deliveries(app.ledger.engine, target=target, reason_like=reason_like, limit=limit)
+    rows = redact_value(
+        parked_deliveries(app.ledger.engine, target=target, reason_like=reason_like, limit=limit)
+    )
     if app.as_json:
         emit_json(rows)
         return
     if not rows:
-        click.echo("nothing parked")
+        echo("nothing parked")
         return
     emit_table(
         f"Parked deliveries ({len(rows)})",
@@ -236,13 +241,11 @@ def replay(
         emit_json(result.as_dict())
     else:
         for failure in result.failures:
-            click.echo(
-                printable(
-                    f"still failing #{failure['id']} → {failure['target']}: "
-                    f"{clip(str(failure['reason']), 2000)}"
-                )
+            echo(
+                f"still failing #{failure['id']} → {failure['target']}: "
+                f"{clip(str(failure['reason']), 2000)}"
             )
-        click.echo(
+        echo(
             f"re-queued {result.requeued} of {result.selected}; "
             f"still failing {result.still_failing}"
         )
@@ -258,7 +261,7 @@ def _republish_stuck(app: AppContext, target: str | None, older_than: timedelta)
     if app.as_json:
         emit_json({"republished": count})
     else:
-        click.echo(f"republished {count} stuck deliveries")
+        echo(f"republished {count} stuck deliveries")
 
 
 def _replay_records(app: AppContext, system: str | None, ids: tuple[int, ...]) -> None:
@@ -271,7 +274,7 @@ def _replay_records(app: AppContext, system: str | None, ids: tuple[int, ...]) -
     if app.as_json:
         emit_json(counts)
     else:
-        click.echo(", ".join(f"{k} {v}" for k, v in counts.items()) or "nothing to replay")
+        echo(", ".join(f"{k} {v}" for k, v in counts.items()) or "nothing to replay")
 
 
 @click.command("status")
@@ -347,20 +350,20 @@ def status(app: AppContext, targets: tuple[str, ...], no_queues: bool) -> None:
         right=["queue", "delayed", "unpublished", "pending", "in flight", "retrying", "parked"],
     )
     if report["delay_queues"] is not None:
-        click.echo(f"messages waiting in delay queues: {report['delay_queues']}")
+        echo(f"messages waiting in delay queues: {report['delay_queues']}")
     if queue_error:
-        click.echo(queue_error)
+        echo(queue_error)
     lost = report["unrouted"]
     if lost["count"]:
-        click.echo(f"unrouted messages (no route matched): {lost['count']}")
+        echo(f"unrouted messages (no route matched): {lost['count']}")
         for group in lost["by_type_source"]:
-            click.echo(f"  {group['type']} from {group['source']}: {group['count']}")
+            echo(f"  {group['type']} from {group['source']}: {group['count']}")
     else:
-        click.echo("unrouted messages: 0")
+        echo("unrouted messages: 0")
     alive = [w for w in report["workers"] if w["alive"]]
-    click.echo(f"workers alive: {len(alive)}")
+    echo(f"workers alive: {len(alive)}")
     if report["stuck"]:
-        click.echo(
+        echo(
             f"stuck deliveries (open, untouched for {DEFAULT_STUCK_AFTER}): {report['stuck']}"
             " — see 'conveyor replay --stuck'"
         )

@@ -10,10 +10,10 @@ import click
 from conveyor.cli.common import (
     AppContext,
     check_alerts,
+    echo,
     emit_json,
     emit_table,
     pass_app,
-    printable,
     render_value,
 )
 from conveyor.redact import clip
@@ -41,7 +41,7 @@ def db_upgrade(app: AppContext) -> None:
     if app.as_json:
         emit_json({"url": url, "revision": revision})
     else:
-        click.echo(f"ledger at {url} is at revision {revision}")
+        echo(f"ledger at {url} is at revision {revision}")
 
 
 @click.command("accept")
@@ -75,8 +75,7 @@ def accept(app: AppContext, files: tuple[Path, ...]) -> None:
         limit = app.project.limits.max_echo_chars * 2
         for item in rejected:
             where = f"{item['file']}:{item['line']}"
-            line = f"{where}: {item['status']}: {safe_text(item['reason'], limit)}"
-            click.echo(printable(line), err=True)
+            echo(f"{where}: {item['status']}: {safe_text(item['reason'], limit)}", err=True)
         counts = ", ".join(f"{status} {n}" for status, n in totals.items())
         click.echo(counts)
         if alerts:
@@ -135,31 +134,33 @@ def stock(
 @pass_app
 def trace(app: AppContext, term: str) -> None:
     """Everything the ledger knows about a message id, business key, order id or lot."""
-    found = app.ledger.trace(term)
+    from conveyor.redact import redact_value
+
+    found = redact_value(app.ledger.trace(term))  # reasons may quote what a target answered
     if app.as_json:
         emit_json(found)
         return
     if not found["messages"] and not found["parked"]:
-        click.echo(printable(f"nothing known about {term!r}"))
+        echo(f"nothing known about {term!r}")
         sys.exit(1)
     for m in found["messages"]:
-        say(f"{m['type']} {m['source']}:{m['key']}  id={m['message_id']}")
-        say(
+        echo(f"{m['type']} {m['source']}:{m['key']}  id={m['message_id']}")
+        echo(
             f"  occurred {m['occurred_at'].isoformat()}  accepted {m['accepted_at'].isoformat()}"
             f"  mapping_version={m['mapping_version'] or '-'}"
         )
         if m["reversal_of"]:
-            say(f"  reverses {m['reversal_of']}")
+            echo(f"  reverses {m['reversal_of']}")
         for change in m["stock_changes"]:
             sign = "+" if change["quantity"] > 0 else ""
-            say(
+            echo(
                 f"  stock {change['material']} @ {change['location']} lot={change['lot'] or '-'}: "
                 f"{sign}{render_value(change['quantity'])} {change['uom']}"
             )
         if not m["deliveries"]:
-            say("  routed nowhere (no route matched)" if m["routes"] == 0 else "  no deliveries")
+            echo("  routed nowhere (no route matched)" if m["routes"] == 0 else "  no deliveries")
         for d in m["deliveries"]:
-            say(
+            echo(
                 f"  → {d['target']}: {d['status']} after {d['attempts']} attempt(s)"
                 + (f", ref {d['external_ref']}" if d["external_ref"] else "")
                 + (
@@ -170,12 +171,7 @@ def trace(app: AppContext, term: str) -> None:
             )
     for p in found["parked"]:
         where = f"{p['file']}:{p['line']}" if p["file"] else (p["system"] or "-")
-        say(f"parked #{p['id']} ({p['stage']}, {p['status']}) {where}: {clip(p['reason'], 2000)}")
-
-
-def say(text: str) -> None:
-    """Print one line of ledger data (control characters escaped: values come from outside)."""
-    click.echo(printable(text))
+        echo(f"parked #{p['id']} ({p['stage']}, {p['status']}) {where}: {clip(p['reason'], 2000)}")
 
 
 def register(main: click.Group) -> None:

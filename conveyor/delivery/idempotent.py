@@ -31,6 +31,23 @@ def idempotency_key(message_id: str, target: str) -> str:
     return str(uuid.uuid5(KEY_NAMESPACE, f"{message_id}/{target}"))
 
 
+def look_up_first(connector: Connector, *, message_type: str, key: str) -> SendResult | None:
+    """Before posting again what an earlier attempt may have posted: the target's document when
+    it has it (``already_present``), None when it may be posted (it has not got it, or it
+    deduplicates by idempotency key), ``NeedsCheckError`` when nobody can tell."""
+    if connector.supports("lookup"):
+        found = connector.lookup(message_type=message_type, key=key)
+        if found is None:
+            return None
+        return SendResult(found.external_ref, already_present=True, detail=found.detail)
+    if connector.supports("idempotency_key"):
+        return None
+    raise NeedsCheckError(
+        f"an earlier attempt may have reached {connector.name}, which cannot look "
+        f"documents up: check whether it has {key} before replaying"
+    )
+
+
 def deliver(
     connector: Connector,
     document: Mapping[str, Any],
@@ -45,15 +62,9 @@ def deliver(
     ``idem_key`` may be given as a function: it is only worked out for targets that take one."""
     dedupes = connector.supports("idempotency_key")
     if needs_lookup:
-        if connector.supports("lookup"):
-            found = connector.lookup(message_type=message_type, key=key)
-            if found is not None:
-                return SendResult(found.external_ref, already_present=True, detail=found.detail)
-        elif not dedupes:
-            raise NeedsCheckError(
-                f"an earlier attempt may have reached {connector.name}, which cannot look "
-                f"documents up: check whether it has {key} before replaying"
-            )
+        found = look_up_first(connector, message_type=message_type, key=key)
+        if found is not None:
+            return found
     return connector.send(
         document,
         message_type=message_type,

@@ -20,6 +20,7 @@ from sqlalchemy import Engine, Table, case, false, select, update
 from conveyor import messages as canonical
 from conveyor.delivery.batch_sql import message_of
 from conveyor.ledger.models import DeliveryRow, MessageRow, OutboxRow, utcnow
+from conveyor.redact import safe_text
 from conveyor.transport.notify import notify_outbox
 
 deliveries_t = cast(Table, DeliveryRow.__table__)
@@ -106,6 +107,7 @@ def replay_deliveries(
                 if error is None:
                     ready.append(r.id)
                     continue
+                error = safe_text(error)  # stored and printed: no secret, no 50 MB reason
                 result.still_failing += 1
                 result.failures.append({"id": r.id, "target": r.target, "reason": error})
                 conn.execute(

@@ -10,10 +10,15 @@ For each batch of jobs from the transport, ``DeliveryCore.process``:
 2. for the rest says why: already settled (drop the copy), held by a live worker or waiting for an
    earlier delivery (come back later), or behind a parked one (parked too, ``blocked_by``);
 3. maps each claimed message outbound (``MappingEngine`` when the target has an outbound mapping for
-   the type, else the canonical message itself) and delivers it idempotently (``idempotent``);
+   the type, else the canonical message itself) and delivers it idempotently (``idempotent``):
+   to a target whose connector declares ``send_batch``, up to the system's ``batch_size``
+   documents in one call, each with its own outcome (a refused document parks alone; a batch
+   whose answer was lost is ambiguous for every document in it, each looked up before it is
+   posted again); to other targets one ``send`` per document;
 4. records the outcomes with one statement per kind (``batch_sql``): ``delivered`` with the
    external document number (never set back to another status);
-   ``retrying`` after a transient error, with exponential backoff and jitter (``retry``) until
+   ``retrying`` after a transient error, with exponential backoff and jitter (``retry``), never
+   sooner than a ``Retry-After`` the target asked for, until
    ``RetryPolicy.max_attempts``; ``parked`` with the full reason after a terminal error or when the
    retries are spent; ``needs_check`` when nobody can tell whether the target has the document.
 
@@ -39,15 +44,17 @@ from sqlalchemy import Engine, Table, and_, case, func, or_, select, true, updat
 
 from conveyor.config import RetryPolicy
 from conveyor.delivery.batch_sql import BatchStatements, Recorded
-from conveyor.delivery.idempotent import business_key, deliver, idempotency_key
+from conveyor.delivery.idempotent import business_key, deliver, idempotency_key, look_up_first
 from conveyor.delivery.ordering import FINAL, blocker_of
 from conveyor.errors import (
     AmbiguousDeliveryError,
     ConfigError,
     NeedsCheckError,
+    TransientError,
     is_transient,
 )
 from conveyor.ledger.models import DeliveryRow, MessageRow, utcnow
+from conveyor.redact import safe_text
 from conveyor.retry import HOLD_DELAY_S, backoff_delay
 from conveyor.transport.base import Job, Transport
 from conveyor.transport.liveness import (
@@ -60,7 +67,7 @@ from conveyor.transport.liveness import (
 
 if TYPE_CHECKING:
     from conveyor.config import Project
-    from conveyor.connector import Connector
+    from conveyor.connector import BatchItem, Connector
 
 log = logging.getLogger(__name__)
 
@@ -111,7 +118,8 @@ class _Outcome:
 
 
 def _error_text(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {exc}"
+    """How an error is stored and printed: redacted (no secret leaves the process) and clipped."""
+    return safe_text(f"{type(exc).__name__}: {exc}")
 
 
 def _load_mapping(project: Project | None) -> Any:
@@ -138,11 +146,14 @@ class DeliveryCore:
         mapping: Any = None,
         stale_after_s: float = DEFAULT_STALE_AFTER_S,
         in_flight_wait_s: float = 1.0,
+        batch_size_for: Callable[[str], int] | None = None,
     ) -> None:
         self.engine = engine
         self.worker_id = worker_id
         self.policy = policy
         self.connector_for = connector_for
+        self.batch_size_for = batch_size_for or (lambda _target: 1)
+        """Documents per ``send_batch`` call to a target (1: one ``send`` per document)."""
         self.mapping = mapping
         self.stale_after_s = stale_after_s
         self.in_flight_wait_s = in_flight_wait_s
@@ -194,19 +205,27 @@ class DeliveryCore:
             return results
         outcomes: list[_Outcome] = []
         failed: dict[tuple[str, str], _Outcome] = {}  # the first failure of each chain
+        by_target: dict[str, list[dict[str, Any]]] = {}
         for row in sorted(claimed.values(), key=lambda r: r["id"]):
-            chain = (row["target"], row["ordering_key"])
-            earlier = failed.get(chain)
-            if self.stopping.is_set():  # shutting down: give the rest back untried
-                outcomes.append(self._untried(row, 0.0))
+            by_target.setdefault(row["target"], []).append(row)
+        for target, rows in by_target.items():
+            size = self._batch_size(target)
+            if size > 1:
+                outcomes.extend(self._in_batches(target, rows, messages, failed, size))
                 continue
-            if earlier is not None:
-                outcomes.append(self._behind(row, earlier))
-                continue
-            outcome = self._attempt(row, messages.get(row["message_pk"]))
-            outcomes.append(outcome)
-            if outcome.status != "delivered":
-                failed[chain] = outcome
+            for row in rows:
+                chain = (row["target"], row["ordering_key"])
+                earlier = failed.get(chain)
+                if self.stopping.is_set():  # shutting down: give the rest back untried
+                    outcomes.append(self._untried(row, 0.0))
+                    continue
+                if earlier is not None:
+                    outcomes.append(self._behind(row, earlier))
+                    continue
+                outcome = self._attempt(row, messages.get(row["message_pk"]))
+                outcomes.append(outcome)
+                if outcome.status != "delivered":
+                    failed[chain] = outcome
         self._record(outcomes)
         for outcome in outcomes:
             job = jobs[outcome.delivery_id]
@@ -301,7 +320,7 @@ class DeliveryCore:
                         status="parked",
                         claimed_by=None,
                         updated_at=now,
-                        last_error=job.dead_lettered,
+                        last_error=safe_text(job.dead_lettered),
                         needs_lookup=case(
                             (d.c.status == "in_flight", true()), else_=d.c.needs_lookup
                         ),
@@ -320,7 +339,7 @@ class DeliveryCore:
         return message
 
     def _attempt(self, row: dict[str, Any], message: dict[str, Any] | None) -> _Outcome:
-        delivery_id, target, attempts = row["id"], row["target"], row["attempts"]
+        delivery_id, target = row["id"], row["target"]
         needs_lookup = bool(row["needs_lookup"])
         if message is None:
             return _Outcome(delivery_id, "parked", error="the message is missing from the ledger")
@@ -335,34 +354,167 @@ class DeliveryCore:
                 idem_key=partial(idempotency_key, message["message_id"], target),
                 needs_lookup=needs_lookup,
             )
-        except NeedsCheckError as exc:
-            return _Outcome(delivery_id, "needs_check", error=str(exc), needs_lookup=True)
         except Exception as exc:
-            ambiguous = needs_lookup or isinstance(exc, AmbiguousDeliveryError)
-            if not is_transient(exc):
-                if not isinstance(exc, ConfigError | AmbiguousDeliveryError):
-                    log.info("delivery %s to %s parked: %s", delivery_id, target, exc)
-                return _Outcome(delivery_id, "parked", error=_error_text(exc), needs_lookup=False)
-            if attempts >= self.policy.max_attempts:
-                return _Outcome(
-                    delivery_id,
-                    "needs_check" if ambiguous else "parked",
-                    error=f"gave up after {attempts} attempts: {_error_text(exc)}",
-                    needs_lookup=ambiguous,
-                )
-            return _Outcome(
-                delivery_id,
-                "retrying",
-                error=_error_text(exc),
-                delay_s=backoff_delay(attempts, self.policy),
-                needs_lookup=ambiguous,
-            )
+            return self._failed(row, exc)
         return _Outcome(
             delivery_id,
             "delivered",
             external_ref=result.external_ref,
             already_present=result.already_present,
         )
+
+    def _failed(self, row: dict[str, Any], exc: BaseException) -> _Outcome:
+        """The outcome of an attempt that raised (or a batch item that failed) with ``exc``."""
+        delivery_id, target, attempts = row["id"], row["target"], row["attempts"]
+        if isinstance(exc, NeedsCheckError):
+            return _Outcome(delivery_id, "needs_check", error=_error_text(exc), needs_lookup=True)
+        ambiguous = bool(row["needs_lookup"]) or isinstance(exc, AmbiguousDeliveryError)
+        if not is_transient(exc):
+            if not isinstance(exc, ConfigError | AmbiguousDeliveryError):
+                log.info("delivery %s to %s parked: %s", delivery_id, target, _error_text(exc))
+            return _Outcome(delivery_id, "parked", error=_error_text(exc), needs_lookup=False)
+        if attempts >= self.policy.max_attempts:
+            return _Outcome(
+                delivery_id,
+                "needs_check" if ambiguous else "parked",
+                error=f"gave up after {attempts} attempts: {_error_text(exc)}",
+                needs_lookup=ambiguous,
+            )
+        delay = backoff_delay(attempts, self.policy)
+        asked = exc.retry_after_s if isinstance(exc, TransientError) else None
+        if asked is not None:  # the target said when: never sooner
+            delay = max(delay, asked)
+        return _Outcome(
+            delivery_id,
+            "retrying",
+            error=_error_text(exc),
+            delay_s=delay,
+            needs_lookup=ambiguous,
+        )
+
+    # ------------------------------------------------------------------ batches
+    def _batch_size(self, target: str) -> int:
+        """Documents per call to ``target``: its ``batch_size`` when its connector can send
+        batches, else 1 (one ``send`` per document)."""
+        size = self.batch_size_for(target)
+        if size <= 1:
+            return 1
+        try:
+            connector = self.connector_for(target)
+        except Exception:  # reported per delivery by the one-by-one path
+            return 1
+        return size if connector.supports("send_batch") else 1
+
+    def _in_batches(
+        self,
+        target: str,
+        rows: list[dict[str, Any]],
+        messages: dict[int, dict[str, Any]],
+        failed: dict[tuple[str, str], _Outcome],
+        size: int,
+    ) -> list[_Outcome]:
+        """Deliver ``rows`` (id order) with ``send_batch``. A call carries at most one delivery
+        of each ordering chain, so a later one is sent only after the earlier one went through
+        (rounds); one that fails holds the rest of its chain, as on the one-by-one path."""
+        outcomes: list[_Outcome] = []
+        waiting = rows
+        while waiting:
+            round_rows: list[dict[str, Any]] = []
+            later: list[dict[str, Any]] = []
+            chains: set[tuple[str, str]] = set()
+            for row in waiting:
+                chain = (row["target"], row["ordering_key"])
+                if self.stopping.is_set():  # shutting down: give the rest back untried
+                    outcomes.append(self._untried(row, 0.0))
+                elif chain in failed:
+                    outcomes.append(self._behind(row, failed[chain]))
+                elif chain in chains:
+                    later.append(row)
+                else:
+                    chains.add(chain)
+                    round_rows.append(row)
+            for start in range(0, len(round_rows), size):
+                chunk = round_rows[start : start + size]
+                answered = self._attempt_batch(target, chunk, messages)
+                for row, outcome in zip(chunk, answered, strict=True):
+                    outcomes.append(outcome)
+                    if outcome.status != "delivered":
+                        failed[(row["target"], row["ordering_key"])] = outcome
+            waiting = later
+        return outcomes
+
+    def _attempt_batch(
+        self, target: str, rows: list[dict[str, Any]], messages: dict[int, dict[str, Any]]
+    ) -> list[_Outcome]:
+        """One ``send_batch`` per message type for ``rows``; an outcome per row, in order.
+
+        A delivery that may already have reached the target (``needs_lookup``) is looked up
+        first and only posted when the target has not got it. When the call as a whole fails,
+        every document of it gets that error — after a lost answer each is ambiguous, so each is
+        looked up before anything is posted again."""
+        from conveyor.connector import BatchItem
+
+        done: dict[int, _Outcome] = {}
+        try:
+            connector = self.connector_for(target)
+        except Exception as exc:
+            return [self._failed(row, exc) for row in rows]
+        dedupes = connector.supports("idempotency_key")
+        groups: dict[str, list[tuple[dict[str, Any], BatchItem]]] = {}
+        for row in rows:
+            message = messages.get(row["message_pk"])
+            if message is None:
+                done[row["id"]] = _Outcome(
+                    row["id"], "parked", error="the message is missing from the ledger"
+                )
+                continue
+            try:
+                key = business_key(message)
+                if row["needs_lookup"]:
+                    found = look_up_first(connector, message_type=message["type"], key=key)
+                    if found is not None:
+                        done[row["id"]] = _Outcome(
+                            row["id"],
+                            "delivered",
+                            external_ref=found.external_ref,
+                            already_present=True,
+                        )
+                        continue
+                item = BatchItem(
+                    self.outbound(target, message),
+                    message["type"],
+                    key,
+                    idempotency_key(message["message_id"], target) if dedupes else None,
+                )
+            except Exception as exc:
+                done[row["id"]] = self._failed(row, exc)
+                continue
+            groups.setdefault(message["type"], []).append((row, item))
+        for group in groups.values():
+            try:
+                results = connector.send_batch([item for _row, item in group])
+                if len(results) != len(group):
+                    raise AmbiguousDeliveryError(
+                        f"{target} answered {len(results)} results for {len(group)} documents"
+                    )
+            except Exception as exc:
+                for row, _item in group:
+                    done[row["id"]] = self._failed(row, exc)
+                continue
+            for (row, _item), result in zip(group, results, strict=True):
+                if result.ok and result.result is not None:
+                    done[row["id"]] = _Outcome(
+                        row["id"],
+                        "delivered",
+                        external_ref=result.result.external_ref,
+                        already_present=result.result.already_present,
+                    )
+                else:
+                    error = result.error or AmbiguousDeliveryError(
+                        f"{target} gave no outcome for {result.key}"
+                    )
+                    done[row["id"]] = self._failed(row, error)
+        return [done[row["id"]] for row in rows]
 
     def _behind(self, row: dict[str, Any], earlier: _Outcome) -> _Outcome:
         """A delivery claimed with an earlier one of its chain that did not go through: it is
@@ -490,6 +642,7 @@ class Worker:
         connectors: Mapping[str, Connector] | None = None,
         mapping: Any = None,
         worker_id: str | None = None,
+        batch_sizes: Mapping[str, int] | None = None,
     ) -> None:
         if not targets:
             raise ConfigError("no delivery targets: add routes to conveyor.yaml")
@@ -501,6 +654,7 @@ class Worker:
         self.options = options or WorkerOptions.from_project(project)
         self.worker_id = worker_id or new_worker_id()
         self._shared_connectors = dict(connectors or {})
+        self._batch_sizes = dict(batch_sizes or {})
         self._local = threading.local()
         self._made: list[Connector] = []
         self._made_lock = threading.Lock()
@@ -515,13 +669,29 @@ class Worker:
             mapping=mapping if mapping is not None else _load_mapping(project),
             stale_after_s=self.options.stale_after_s,
             in_flight_wait_s=self.options.in_flight_wait_s,
+            batch_size_for=self._batch_size,
         )
         self.stop_event = self.core.stopping
+        from conveyor.runtime.http import set_pool_size
+
+        set_pool_size(self.options.concurrency)  # each delivery thread may hold a connection
         self.transport: Transport | None = None
         self._busy = 0
         self._busy_lock = threading.Lock()
 
+    def _batch_size(self, target: str) -> int:
+        """``batch_sizes`` given, else ``systems.<target>.batch_size`` of ``conveyor.yaml`` (1
+        without a project)."""
+        if target in self._batch_sizes:
+            return max(1, int(self._batch_sizes[target]))
+        if self.project is None or target not in self.project.systems:
+            return 1
+        return max(1, int(self.project.systems[target].batch_size))
+
     def _connector(self, target: str) -> Connector:
+        """The connector of ``target`` for this thread: one for all threads when the connector
+        is ``thread_safe`` (its connection pool, sized to the concurrency, then serves them
+        all), else one per thread."""
         shared = self._shared_connectors.get(target)
         if shared is not None:
             return shared
@@ -530,11 +700,19 @@ class Worker:
             cache = self._local.connectors = {}
         connector = cache.get(target)
         if connector is None:
-            from conveyor.runtime.registry import create
+            from conveyor.runtime.registry import create, load
 
             if self.project is None:
                 raise ConfigError(f"no connector for target {target!r}")
-            connector = cache[target] = create(self.project.system(target))
+            system = self.project.system(target)
+            if load(system.connector).thread_safe:
+                with self._made_lock:
+                    connector = self._shared_connectors.get(target)
+                    if connector is None:
+                        connector = self._shared_connectors[target] = create(system)
+                        self._made.append(connector)
+                return connector
+            connector = cache[target] = create(system)
             with self._made_lock:
                 self._made.append(connector)
         return connector

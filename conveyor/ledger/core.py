@@ -1246,6 +1246,7 @@ def _parked_row(
         "message_type": _fit(message_type, 40),
         "file": file,
         "line": line,
+        # the one place a parked reason is stored: redacted and clipped here
         "reason": safe_text(reason, limits.max_echo_chars * 8),
         "problems": json.dumps([p.as_dict() for p in problems], ensure_ascii=False),
         "record": text,

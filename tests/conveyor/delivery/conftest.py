@@ -30,21 +30,31 @@ ROUTES = [
 
 
 def write_project(
-    root: Path, target_url: str, *, erp: dict[str, Any] | None = None, **extra: Any
+    root: Path,
+    target_url: str,
+    *,
+    erp: dict[str, Any] | None = None,
+    batch_size: int | None = None,
+    **extra: Any,
 ) -> Project:
-    """A project dir whose ``erp`` posts to ``target_url`` (REST connector with lookup)."""
+    """A project dir whose ``erp`` posts to ``target_url`` (REST connector with lookup); with
+    ``batch_size`` it posts batches to the same URL."""
     settings = {
         "url": f"{target_url}/documents",
-        "lookup_url": f"{target_url}/documents/{{key}}",
+        "lookup_url": f"{target_url}/documents?key={{key}}",
         "timeout_s": 2,
+        **({"batch_url": f"{target_url}/documents"} if batch_size else {}),
         **(erp or {}),
     }
     settings = {k: v for k, v in settings.items() if v is not None}
+    erp_system: dict[str, Any] = {"connector": "rest", "role": "erp", "settings": settings}
+    if batch_size:
+        erp_system["batch_size"] = batch_size
     config = {
         "systems": {
             "mes": {"connector": "fake", "role": "mes"},
             "wms": {"connector": "fake", "role": "wms"},
-            "erp": {"connector": "rest", "role": "erp", "settings": settings},
+            "erp": erp_system,
         },
         "routes": ROUTES,
         "retry": {"max_attempts": 4, "base_delay_s": 0.05, "max_delay_s": 0.2},

@@ -1,5 +1,6 @@
 """Fixtures of the runtime tests: a project whose ``line1`` system has no mapping file (its
-connector speaks canonical messages) next to the shipped mappings, and its mapping engine."""
+connector speaks canonical messages) next to the shipped mappings, its mapping engine, and real
+HTTP servers on loopback (``tests.support.scripted``)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,9 @@ import yaml
 
 from conveyor.config import Project
 from conveyor.mapping import MappingEngine
+from tests.support.scripted import server, tls_server
+
+__all__ = ["mapping_engine", "project", "server", "tls_server", "write_jsonl", "write_project"]
 
 REPO = Path(__file__).resolve().parents[3]
 
