@@ -17,7 +17,6 @@ import json
 import random
 import signal
 import sqlite3
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -757,12 +756,3 @@ def run_until_stopped(server: SimServer, out: Callable[[str], None] | None = Non
 
 def load_json_file(path: str | Path) -> Any:
     return json.loads(Path(path).read_text(encoding="utf-8"), parse_float=Decimal)
-
-
-def iter_chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
-    for begin in range(0, len(items), size):
-        yield items[begin : begin + size]
-
-
-def stderr(text: str) -> None:
-    print(text, file=sys.stderr)

@@ -589,3 +589,21 @@ def test_command_line_prints_the_url_first_and_serves() -> None:
         process.terminate()
         process.wait(timeout=10)
     assert process.returncode == 0
+
+
+def test_extra_materials_file_is_known_to_save(tmp_path: Path) -> None:
+    extra = tmp_path / "materials.csv"
+    extra.write_text("material,kingdee_number,base_uom\nRM-9999,9.99.999,KG\n", encoding="utf-8")
+    with serve(materials=str(extra)) as server:
+        client = K3(server.url)
+        client.login()
+        known = client.save("Save", "PRD_PickMtrl", {"Model": pick_model("k", material="9.99.999")})
+        assert known["ResponseStatus"]["IsSuccess"] is True
+        still = client.save("Save", "PRD_PickMtrl", {"Model": pick_model("k2")})
+        assert still["ResponseStatus"]["IsSuccess"] is True  # master_data/ materials stay known
+
+
+def test_unknown_fault_setting_is_refused(sim: Any) -> None:
+    response = requests.post(sim.url + "/_sim/faults", json={"explode": 1}, timeout=5)
+    assert response.status_code == 400
+    assert "explode" in response.json()["error"]
