@@ -607,3 +607,43 @@ def test_unknown_fault_setting_is_refused(sim: Any) -> None:
     response = requests.post(sim.url + "/_sim/faults", json={"explode": 1}, timeout=5)
     assert response.status_code == 400
     assert "explode" in response.json()["error"]
+
+
+def test_the_official_sdk_talks_to_the_simulator_with_signed_requests(sim: Any) -> None:
+    """The vendor's own client (tests only) is accepted: its headers, body style and URL."""
+    import json
+
+    sdk_main = pytest.importorskip("k3cloud_webapi_sdk.main")
+    sdk = sdk_main.K3CloudApiSdk(sim.url + "/k3cloud/", timeout=10)
+    sdk.InitConfig(ACCT, USER, APP_ID, APP_SECRET, sim.url + "/k3cloud/", lcid=2052)
+    saved = json.loads(sdk.Save("PRD_PickMtrl", {"Model": pick_model("k-sdk")}))
+    assert saved["Result"]["ResponseStatus"]["IsSuccess"] is True
+    rows = json.loads(
+        sdk.ExecuteBillQuery(
+            {
+                "FormId": "PRD_PickMtrl",
+                "FieldKeys": "FBillNo",
+                "FilterString": "FDescription = 'k-sdk'",
+            }
+        )
+    )
+    assert rows == [[saved["Result"]["Number"]]]
+
+
+def test_orders_file_releases_orders(tmp_path: Path) -> None:
+    import json
+
+    orders = [
+        {
+            "FBillNo": "MO-FILE-1",
+            "FPrdOrgId": {"FNumber": "100"},
+            "FTreeEntity": [{"FMaterialId": {"FNumber": "5.01.002"}, "FQty": 3}],
+        }
+    ]
+    seed_file = tmp_path / "orders.json"
+    seed_file.write_text(json.dumps(orders), encoding="utf-8")
+    simulator = KingdeeSimulator(orders_file=seed_file, released_status="4")
+    rows = simulator._execute_bill_query(
+        "", {"FormId": "PRD_MO", "FieldKeys": "FBillNo,FStatus,FDocumentStatus,FQty"}
+    )
+    assert rows == [["MO-FILE-1", "4", "C", Decimal(3)]]

@@ -449,3 +449,24 @@ def test_command_line_serves_u8() -> None:
         process.terminate()
         process.wait(timeout=10)
     assert process.returncode == 0
+
+
+def test_resubmit_keys_and_stock_survive_a_restart_with_a_state_file(tmp_path: Any) -> None:
+    state = str(tmp_path / "yonbip.sqlite")
+    body = {
+        "data": {
+            "resubmitCheckKey": "hub-key-restart",
+            "org": "1000",
+            "vouchdate": "2026-11-29",
+            "warehouse": "20",
+            "storeProRecords": [{"product": "0501001", "qty": "2.25"}],
+        }
+    }
+    path = "/yonbip/scm/storeprorecord/single/save"
+    with serve(mode="yonbip", state=state) as server:
+        assert _call(server.url, _token(server.url), path, body)["code"] == "200"
+    with serve(mode="yonbip", state=state) as server:
+        token = _token(server.url)
+        assert _call(server.url, token, path, body)["code"] == "999"
+        rows = _stock_rows(server.url, token, product="0501001")
+        assert [row["currentqty"] for row in rows] == [2.25]
