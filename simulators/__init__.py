@@ -1,6 +1,7 @@
-"""Simulators: local stand-ins for the systems the hub talks to, both the demo's systems and the
-tests' and benchmarks' servers. Each registers in the ``conveyor.simulators`` entry-point group
-(``http-target`` here; the ERP simulators the same way) and runs with
+"""Simulators: local stand-ins for the systems the hub talks to, faithful to the interface facts in
+DIALECTS.md — both the demo's systems and the tests' and benchmarks' servers. Each registers in the
+``conveyor.simulators`` entry-point group (``http-target`` here; the ERP simulators the same way)
+and runs with
 ``conveyor simulate KIND [--port P] [--latency-ms N] [--fail-rate X] [--drop-answer-rate X]``.
 
 A simulator class takes ``Options`` (the shared command-line shape), has ``url``, ``start()``,
