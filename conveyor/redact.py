@@ -34,7 +34,8 @@ _HEADER = re.compile(
     r"kdservice-sessionid|signature|x-kd-signature|x-api-signature|token)"
     r"(\"?\s*[:=]\s*\"?)"
     r"((?:basic|bearer|digest|token)\s+)?"
-    r"([^\s\"',;&}<]+)"
+    r"(?!(?:true|false|null)\b)"  # a JSON literal is no secret: keep the text parseable
+    r"([^\s\"',;&}\]<]+)"
 )
 _BEARER = re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]{8,}")
 _URL_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)([^/\s:@]+):([^/\s@]+)@")

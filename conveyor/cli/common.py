@@ -126,10 +126,12 @@ def _json_default(value: object) -> object:
 
 
 def emit_json(data: Any) -> None:
-    """Print ``data`` as JSON (Decimals exact, datetimes ISO), redacted."""
-    from conveyor.redact import redact
+    """Print ``data`` as JSON (Decimals exact, datetimes ISO), every string in it redacted (the
+    values, not the text: the output stays valid JSON)."""
+    from conveyor.redact import redact_value
 
-    click.echo(redact(json.dumps(data, default=_json_default, ensure_ascii=False, indent=2)))
+    text = json.dumps(data, default=_json_default, ensure_ascii=False)
+    click.echo(json.dumps(redact_value(json.loads(text)), ensure_ascii=False, indent=2))
 
 
 def echo(text: str, *, err: bool = False) -> None:
