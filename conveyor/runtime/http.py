@@ -302,7 +302,7 @@ class HttpClient:
         """A zeep ``Transport`` posting on this client's session and timeouts (SOAP targets)."""
         from zeep.transports import Transport
 
-        return Transport(  # type: ignore[no-untyped-call]
+        return Transport(  # type: ignore[no-untyped-call,unused-ignore]
             session=self.session,
             timeout=self.settings.timeout[0],
             operation_timeout=self.settings.timeout_s,
