@@ -76,8 +76,12 @@ FORMS_OF_TYPE: dict[str, tuple[str, ...]] = {
 }
 """Where ``lookup`` searches for a message type's documents (a reversal lands on another form)."""
 
-DEFAULT_KEY_FIELDS = {"*": "FDescription", "STK_TransferDirect": "FNote", "STK_MisDelivery": "FNote",
-                      "STK_MISCELLANEOUS": "FNote"}
+DEFAULT_KEY_FIELDS = {
+    "*": "FDescription",
+    "STK_TransferDirect": "FNote",
+    "STK_MisDelivery": "FNote",
+    "STK_MISCELLANEOUS": "FNote",
+}
 
 MO_FIELDS = (
     "FID",
@@ -394,8 +398,15 @@ class KingdeeConnector(Connector):
                 f"{safe_text(text, 200)}"
             ) from None
 
-    def _call(self, service: str, operation: str, data: Mapping[str, Any], *, formid: str = "",
-              writes: bool) -> Any:
+    def _call(
+        self,
+        service: str,
+        operation: str,
+        data: Mapping[str, Any],
+        *,
+        formid: str = "",
+        writes: bool,
+    ) -> Any:
         """One call with its authentication; raises ``SessionLost`` when the server forgot the
         session (after logging in again, so the caller decides whether to repeat)."""
         url = self._url(service, operation)
@@ -426,8 +437,14 @@ class KingdeeConnector(Connector):
 
     # ------------------------------------------------------------------ queries
     def query(
-        self, form_id: str, field_keys: Sequence[str], *, filter_string: str = "",
-        order: str = "", start_row: int = 0, limit: int = MAX_PAGE,
+        self,
+        form_id: str,
+        field_keys: Sequence[str],
+        *,
+        filter_string: str = "",
+        order: str = "",
+        start_row: int = 0,
+        limit: int = MAX_PAGE,
     ) -> list[list[Any]]:
         """One ``ExecuteBillQuery`` page: rows in ``field_keys`` order. An error the server
         wraps inside the result array is raised, never returned as a row."""
@@ -467,8 +484,14 @@ class KingdeeConnector(Connector):
         """Every page of a query whose rows do not move while it is read (``StartRow``)."""
         start = 0
         while True:
-            page = self.query(form_id, field_keys, filter_string=filter_string, order=order,
-                              start_row=start, limit=self.page_size)
+            page = self.query(
+                form_id,
+                field_keys,
+                filter_string=filter_string,
+                order=order,
+                start_row=start,
+                limit=self.page_size,
+            )
             if page:
                 yield page
             if len(page) < self.page_size:
@@ -491,8 +514,13 @@ class KingdeeConnector(Connector):
                     f"(FModifyDate = {_quote(after.modified)} and FID > {after.fid}))"
                 )
                 where = f"{where} and {moved}" if where else moved
-            rows = self.query("PRD_MO", MO_FIELDS, filter_string=where,
-                              order="FModifyDate,FID,FTreeEntity_FSeq", limit=self.page_size)
+            rows = self.query(
+                "PRD_MO",
+                MO_FIELDS,
+                filter_string=where,
+                order="FModifyDate,FID,FTreeEntity_FSeq",
+                limit=self.page_size,
+            )
             full = len(rows) >= self.page_size
             bills: dict[int, list[dict[str, Any]]] = {}
             for row in rows:
@@ -522,8 +550,15 @@ class KingdeeConnector(Connector):
     def _order_record(
         self, row: Mapping[str, Any], components: Mapping[tuple[str, int], list[dict[str, Any]]]
     ) -> dict[str, Any]:
-        header_keys = ("FID", "FBillNo", "FDate", "FDocumentStatus", "FModifyDate", "FPrdOrgId",
-                       "FWorkShopID")
+        header_keys = (
+            "FID",
+            "FBillNo",
+            "FDate",
+            "FDocumentStatus",
+            "FModifyDate",
+            "FPrdOrgId",
+            "FWorkShopID",
+        )
         record: dict[str, Any] = {"FormId": "PRD_MO"}
         record.update({k: row[k] for k in header_keys})
         entry = {k: v for k, v in row.items() if k not in header_keys}
@@ -537,7 +572,9 @@ class KingdeeConnector(Connector):
         ]
         return record
 
-    def _components(self, bill_numbers: Sequence[str]) -> dict[tuple[str, int], list[dict[str, Any]]]:
+    def _components(
+        self, bill_numbers: Sequence[str]
+    ) -> dict[tuple[str, int], list[dict[str, Any]]]:
         """PRD_PPBOM lines of these orders by (order number, order entry), as the real system
         keeps components: in the order's production material list, not the order itself."""
         found: dict[tuple[str, int], list[dict[str, Any]]] = {}
@@ -548,8 +585,9 @@ class KingdeeConnector(Connector):
             if not chunk:
                 continue
             where = f"FMOBillNO in ({', '.join(_quote(n) for n in chunk)})"
-            for page in self._pages("PRD_PPBOM", PPBOM_FIELDS, where,
-                                    "FMOBillNO,FMOEntrySeq,FEntity_FSeq"):
+            for page in self._pages(
+                "PRD_PPBOM", PPBOM_FIELDS, where, "FMOBillNO,FMOEntrySeq,FEntity_FSeq"
+            ):
                 for row in page:
                     line = _nest(PPBOM_FIELDS, row)
                     key = (str(line.pop("FMOBillNO")), int(line.pop("FMOEntrySeq") or 1))
@@ -560,13 +598,20 @@ class KingdeeConnector(Connector):
     def snapshot(self) -> Iterator[RawRecord]:
         """On-hand stock from ``STK_Inventory``, one raw row per organisation × warehouse ×
         material × lot × stock status (mapped by the ``stock_snapshot`` mapping)."""
+        from datetime import UTC, datetime
+
+        as_of = datetime.now(UTC).isoformat()  # on-hand stock is as of the moment it is read
         line = 0
-        for page in self._pages("STK_Inventory", INVENTORY_FIELDS, "",
-                                "FStockOrgId.FNumber,FStockId.FNumber,FMaterialId.FNumber"):
+        for page in self._pages(
+            "STK_Inventory",
+            INVENTORY_FIELDS,
+            "",
+            "FStockOrgId.FNumber,FStockId.FNumber,FMaterialId.FNumber",
+        ):
             for row in page:
                 line += 1
-                yield RawRecord({"FormId": "STK_Inventory", **_nest(INVENTORY_FIELDS, row)},
-                                line=line)
+                record = {"FormId": "STK_Inventory", "AsOf": as_of, **_nest(INVENTORY_FIELDS, row)}
+                yield RawRecord(record, line=line)
 
     # ------------------------------------------------------------------ outbound
     def _key_field(self, form_id: str) -> str:
@@ -635,8 +680,9 @@ class KingdeeConnector(Connector):
         }
         keys = [item.key for _i, item, _m in chunk]
         try:
-            answer = self._call("DynamicFormService", "BatchSave", data, formid=form_id,
-                                writes=True)
+            answer = self._call(
+                "DynamicFormService", "BatchSave", data, formid=form_id, writes=True
+            )
         except SessionLost:
             # refused before saving on the real server, but never trusted: look up, then repeat
             # only the documents the form does not have
@@ -645,10 +691,12 @@ class KingdeeConnector(Connector):
             again: dict[str, ItemResult] = {}
             if missing:
                 data = {**data, "Model": [m for _i, _item, m in missing]}
-                answer = self._call("DynamicFormService", "BatchSave", data, formid=form_id,
-                                    writes=True)
+                answer = self._call(
+                    "DynamicFormService", "BatchSave", data, formid=form_id, writes=True
+                )
                 for (_i, item, _m), result in zip(
-                    missing, self._batch_results(form_id, [e[1].key for e in missing], answer),
+                    missing,
+                    self._batch_results(form_id, [e[1].key for e in missing], answer),
                     strict=True,
                 ):
                     again[item.key] = result

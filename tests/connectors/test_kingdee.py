@@ -88,14 +88,18 @@ def test_login_then_batch_save_maps_results_by_dindex(mocked: responses.Requests
         SAVE,
         json=status(
             errors=[{"FieldName": "FStockId", "Message": kd.MISSING_STOCK, "DIndex": 1}],
-            successes=[{"Id": 7, "Number": "SCLLD000007", "DIndex": 2}, {"Id": 6, "Number": "SCLLD000006", "DIndex": 0}],
+            successes=[
+                {"Id": 7, "Number": "SCLLD000007", "DIndex": 2},
+                {"Id": 6, "Number": "SCLLD000006", "DIndex": 0},
+            ],
         ),
     )
     results = connector(batch_size=10).send_batch(items("k0", "k1", "k2"))
     assert [r.ok for r in results] == [True, False, True]
     assert [r.result.external_ref for r in results if r.result] == ["SCLLD000006", "SCLLD000007"]
     assert isinstance(results[1].error, RejectedError)
-    assert kd.MISSING_STOCK in str(results[1].error) and "FStockId" in str(results[1].error)
+    assert kd.MISSING_STOCK in str(results[1].error)
+    assert "FStockId" in str(results[1].error)
     login = json.loads(mocked.calls[0].request.body or b"")
     assert login == {"parameters": [kd.ACCT_ID, kd.USERNAME, kd.PASSWORD, 2052]}
     save = mocked.calls[1].request
@@ -199,19 +203,26 @@ def test_submit_and_audit_after_save_and_a_refused_audit_parks_with_the_draft(
         ),
     )
     mocked.post(SUBMIT, json=status(successes=[{"Number": "SCLLD01"}, {"Number": "SCLLD02"}]))
-    mocked.post(AUDIT, json=status(errors=[{"Message": "出现负库存，库存更新不成功。", "DIndex": 1}]))
+    mocked.post(
+        AUDIT, json=status(errors=[{"Message": "出现负库存，库存更新不成功。", "DIndex": 1}])
+    )
     results = connector(submit=True, audit=True).send_batch(items("a", "b"))
     assert results[0].ok
     assert isinstance(results[1].error, RejectedError)
-    assert "SCLLD02" in str(results[1].error) and "负库存" in str(results[1].error)
-    assert json.loads(mocked.calls[3].request.body or b"")["data"]["Numbers"] == ["SCLLD01", "SCLLD02"]
+    assert "SCLLD02" in str(results[1].error)
+    assert "负库存" in str(results[1].error)
+    assert json.loads(mocked.calls[3].request.body or b"")["data"]["Numbers"] == [
+        "SCLLD01",
+        "SCLLD02",
+    ]
 
 
 def test_the_key_field_is_configurable_per_form(mocked: responses.RequestsMock) -> None:
     mocked.post(LOGIN, json=login_ok())
     mocked.post(QUERY, json=[["k", "ZJDB000001", "C"]])
     found = connector().lookup(message_type="stock_transfer", key="k")
-    assert found is not None and found.external_ref == "ZJDB000001"
+    assert found is not None
+    assert found.external_ref == "ZJDB000001"
     assert json.loads(mocked.calls[1].request.body or b"")["data"]["FilterString"] == (
         "FNote in ('k')"
     )

@@ -18,9 +18,9 @@ from simulators.kingdee import FORMS, Form, KingdeeSimulator, error_item
 
 ACCT_ID = "65a1b2c3d4e5f6"
 USERNAME = "kd-integ-user"
-PASSWORD = "kd-pass-5e1f7a20c3"  # noqa: S105 - the simulator's test credential
+PASSWORD = "kd-pass-5e1f7a20c3"
 APP_ID = "300001_AQIDBAUGBwgJCgsMDQ4PEBESExQVFhcY"
-APP_SECRET = "0123456789abcdef0123456789abcdef"  # noqa: S105
+APP_SECRET = "0123456789abcdef0123456789abcdef"
 MISSING_STOCK = "单据体实体【明细】第【1】行分录，【仓库】字段必录"
 """A real K/3 Cloud refusal (DIALECTS.md): what refused keys are answered with."""
 
@@ -39,11 +39,15 @@ class FaultySimulator(KingdeeSimulator):
         self.echo_secrets = False
         self.calls: dict[str, int] = {}
         self.calls_lock = threading.Lock()
+        self.expire_at_saves: set[int] = set()
+        """The sessions expire (the clock passes their lifetime) before these BatchSave calls."""
 
     def handle_api(self, request: SimRequest) -> SimResponse:
         operation = request.path.rsplit(".", 3)[-3] if request.path.endswith(".kdsvc") else ""
         with self.calls_lock:
             self.calls[operation] = self.calls.get(operation, 0) + 1
+            if operation == "BatchSave" and self.calls[operation] in self.expire_at_saves:
+                self.advance(self.session_ttl_s + 1)
         response = super().handle_api(request)
         if operation == "BatchSave" and self.drop:
             text = request.body.decode("utf-8", "replace")
@@ -128,7 +132,9 @@ class PlainDocumentsKingdee(KingdeeConnector):
     def send_batch(self, items: Sequence[BatchItem]) -> list[ItemResult]:
         """Shape each plain document as a PRD_INSTOCK bill, then save as the connector does."""
         shaped = [
-            item if "FormId" in item.document else replace(item, document=instock_model(item.document))
+            item
+            if "FormId" in item.document
+            else replace(item, document=instock_model(item.document))
             for item in items
         ]
         return super().send_batch(shaped)
