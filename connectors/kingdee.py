@@ -701,9 +701,7 @@ class KingdeeConnector(Connector):
                 ):
                     again[item.key] = result
             return [
-                ItemResult(key, result=SendResult(found[key], already_present=True))
-                if key in found
-                else again[key]
+                self._found_result(form_id, key, found[key]) if key in found else again[key]
                 for key in keys
             ]
         return self._batch_results(form_id, keys, answer)
@@ -797,17 +795,44 @@ class KingdeeConnector(Connector):
                 refused[position] = f"{refused[position]}; {text}" if position in refused else text
         return refused
 
-    def _find(self, form_id: str, keys: Sequence[str]) -> dict[str, str]:
-        """Bill numbers of the documents of ``form_id`` carrying these hub keys."""
+    def _find(self, form_id: str, keys: Sequence[str]) -> dict[str, tuple[str, str]]:
+        """``(bill number, document status)`` of the documents of ``form_id`` carrying these
+        hub keys."""
         field = self._key_field(form_id)
-        found: dict[str, str] = {}
+        found: dict[str, tuple[str, str]] = {}
         for start in range(0, len(keys), 200):
             chunk = keys[start : start + 200]
             where = f"{field} in ({', '.join(_quote(k) for k in chunk)})"
             for page in self._pages(form_id, (field, "FBillNo", "FDocumentStatus"), where, "FID"):
-                for value, number, _status in page:
-                    found.setdefault(str(value), str(number))
+                for value, number, status in page:
+                    found.setdefault(str(value), (str(number), str(status)))
         return found
+
+    def _finish(self, form_id: str, number: str, status: str) -> None:
+        """Submit and audit (as configured) a bill found saved by an attempt whose answer was
+        lost, so a found draft ends where a posting would have; raises ``RejectedError`` when
+        Kingdee refuses."""
+        steps = []
+        if self.submit and status in ("Z", "A", "D"):
+            steps.append("Submit")
+        if self.audit and status != "C":
+            steps.append("Audit")
+        for operation in steps:
+            refused = self._operate(form_id, operation, [number])
+            if refused:
+                raise RejectedError(
+                    f"{self.name}: {operation} {form_id}: found saved as draft {number}, but "
+                    f"{operation} was refused: {refused[0]}"
+                )
+
+    def _found_result(self, form_id: str, key: str, found: tuple[str, str]) -> ItemResult:
+        """The result of a document a lookup found (finished as configured)."""
+        number, status = found
+        try:
+            self._finish(form_id, number, status)
+        except ConveyorError as exc:
+            return ItemResult(key, error=exc)
+        return ItemResult(key, result=SendResult(number, already_present=True))
 
     def lookup(self, *, message_type: str, key: str) -> SendResult | None:
         """The bill carrying the hub's ``key`` in its key field (``ExecuteBillQuery`` over the
@@ -818,7 +843,9 @@ class KingdeeConnector(Connector):
         for form_id in forms:
             found = self._find(form_id, [key])
             if key in found:
-                return SendResult(found[key], already_present=True, detail={"form": form_id})
+                number, status = found[key]
+                self._finish(form_id, number, status)
+                return SendResult(number, already_present=True, detail={"form": form_id})
         return None
 
     # ------------------------------------------------------------------ operations

@@ -297,3 +297,28 @@ def test_every_login_works_against_the_simulator(
         assert "logged in" in connector.check()
         assert list(connector.snapshot()) == []
         connector.close()
+
+
+def test_a_draft_found_after_a_lost_answer_is_submitted_and_audited(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    kd.plant_secrets(monkeypatch)
+    with kd.serve() as server:
+        sim = server.simulator
+        assert isinstance(sim, kd.FaultySimulator)
+        connector = kd.PlainDocumentsKingdee(
+            "kingdee", kd.settings(server.url, submit=True, audit=True)
+        )
+        kd.drop_keys(sim, ["mes:D-1/1"])
+        document = {"order_id": "MO000001", "quantity": "3"}
+        with pytest.raises(AmbiguousDeliveryError):
+            connector.send(document, message_type="production_output", key="mes:D-1/1")
+        (draft,) = sim.documents_view({"form": "PRD_INSTOCK"})["PRD_INSTOCK"]
+        assert draft["FDocumentStatus"] == "A"  # saved; Submit and Audit never happened
+        found = connector.lookup(message_type="production_output", key="mes:D-1/1")
+        assert found is not None
+        assert found.external_ref == draft["FBillNo"]
+        (audited,) = sim.documents_view({"form": "PRD_INSTOCK"})["PRD_INSTOCK"]
+        assert audited["FDocumentStatus"] == "C"
+        assert sim.posts("mes:D-1/1") == 1
+        connector.close()
