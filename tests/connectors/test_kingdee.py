@@ -322,3 +322,38 @@ def test_a_draft_found_after_a_lost_answer_is_submitted_and_audited(
         assert audited["FDocumentStatus"] == "C"
         assert sim.posts("mes:D-1/1") == 1
         connector.close()
+
+
+def test_paging_keeps_bills_whole_and_resumes_strictly_after_time_and_id(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    kd.plant_secrets(monkeypatch)
+    with kd.serve() as server:
+        sim = server.simulator
+        assert isinstance(sim, kd.FaultySimulator)
+        entry = {"FMaterialId": {"FNumber": "5.01.001"}, "FQty": 5, "FUnitId": {"FNumber": "Pcs"}}
+        sim.upsert_orders(
+            [
+                {
+                    "FBillNo": f"MO9{n:03d}",
+                    "FPrdOrgId": {"FNumber": "100"},
+                    "FTreeEntity": [entry, {**entry, "FQty": 7}],
+                }
+                for n in range(12)
+            ]
+        )
+        same_second = "2026-11-20T08:00:00"
+        for doc in sim.orders_view():  # every bill changed at the same moment
+            sim._put("PRD_MO", {**doc, "FModifyDate": same_second})
+        connector = KingdeeConnector("kingdee", kd.settings(server.url, page_size=5))
+        records = list(connector.poll("production_order", None))
+        seen = [(r.data["FBillNo"], r.data["FTreeEntity"]["FSeq"]) for r in records]
+        assert len(seen) == 24
+        assert len(set(seen)) == 24
+        # a cursor moves past a bill only with its last entry
+        assert records[0].cursor == ""
+        assert json.loads(records[1].cursor or "")["modified"] == same_second
+        resumed = list(connector.poll("production_order", records[7].cursor))
+        assert [(r.data["FBillNo"], r.data["FTreeEntity"]["FSeq"]) for r in resumed] == seen[8:]
+        assert list(connector.poll("production_order", records[-1].cursor)) == []
+        connector.close()
