@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from connectors.kingdee_auth import login_sign, signed_headers
 from simulators._erp import (
@@ -1517,6 +1517,79 @@ def serve(host: str = "127.0.0.1", port: int = 0, **options: Any) -> SimServer:
     """A started Kingdee simulator server (``.url``, ``.shutdown()``, context manager); options
     go to :class:`KingdeeSimulator`."""
     return start(KingdeeSimulator(**options), host, port)
+
+
+class KingdeeTarget:
+    """The Kingdee simulator as ``conveyor simulate kingdee`` runs it (the ``conveyor.simulators``
+    shape): built from the shared ``simulators.Options``; Kingdee's own settings come in
+    ``Options.extra`` (``session_ttl_s``, ``refuse_negative``, ``seed_orders``, ``state``,
+    ``released_status``, ``orders_file``, ``master_data``, ``materials`` and any other
+    :class:`KingdeeSimulator` option; numbers given as text are read as numbers)."""
+
+    NUMBERS: ClassVar[dict[str, type]] = {
+        "session_ttl_s": float,
+        "seed_orders": int,
+        "seed": int,
+        "signature_max_skew_s": float,
+    }
+    FLAGS: ClassVar[tuple[str, ...]] = ("refuse_negative",)
+
+    def __init__(self, server: SimServer) -> None:
+        self.server = server
+        self._served = False
+
+    @classmethod
+    def from_options(cls, options: Any) -> KingdeeTarget:
+        """A bound (not yet serving) simulator from ``simulators.Options``."""
+        extra: dict[str, Any] = {}
+        for name, value in dict(options.extra or {}).items():
+            name = str(name).replace("-", "_")
+            if name in cls.NUMBERS and isinstance(value, str):
+                value = cls.NUMBERS[name](value)
+            elif name in cls.FLAGS and isinstance(value, str):
+                value = value.strip().lower() in ("1", "true", "yes", "on")
+            extra[name] = value
+        faults = {
+            "latency_ms": int(options.latency_ms),
+            "fail_rate": float(options.fail_rate),
+            "drop_answer_rate": float(options.drop_answer_rate),
+            "seed": options.seed,
+        }
+        extra.setdefault("seed", options.seed or 0)
+        simulator = KingdeeSimulator(faults=faults, **extra)
+        host = str(extra.pop("host", "127.0.0.1"))
+        return cls(SimServer((host, int(options.port)), simulator))
+
+    @property
+    def url(self) -> str:
+        """Base URL, e.g. ``http://127.0.0.1:40123``."""
+        return self.server.url
+
+    @property
+    def simulator(self) -> KingdeeSimulator:
+        """The simulated data centre (tests reach its state directly)."""
+        sim = self.server.simulator
+        assert isinstance(sim, KingdeeSimulator)
+        return sim
+
+    def start(self) -> KingdeeTarget:
+        """Serve on a background thread."""
+        self._served = True
+        self.server.start()
+        return self
+
+    def serve_forever(self) -> None:
+        """Serve on this thread until ``stop``."""
+        self._served = True
+        self.server.serve_forever(poll_interval=0.2)
+
+    def stop(self) -> None:
+        """Stop serving and release the state."""
+        if self._served:  # shutdown() waits for a serving loop: only ask one that ran
+            self.server.shutdown()
+        else:
+            self.server.server_close()
+            self.server.simulator.close()
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -26,6 +26,18 @@ import click
 @click.option("--reject-keys", multiple=True, help="Refuse keys matching this pattern (4xx).")
 @click.option("--seed", type=int, help="Seed of the random faults (repeatable runs).")
 @click.option("--echo-headers", is_flag=True, help="Repeat request headers in error answers.")
+@click.option(
+    "--set",
+    "settings",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="A simulator's own setting (Options.extra), e.g. --set released_status=3.",
+)
+# Kingdee simulator settings (passed in Options.extra)
+@click.option("--session-ttl-s", type=click.FloatRange(0), help="Kingdee: idle session lifetime.")
+@click.option("--refuse-negative", is_flag=True, default=None, help="ERP: refuse negative stock.")
+@click.option("--seed-orders", type=click.IntRange(0), help="ERP: generate N released orders.")
+@click.option("--state", type=click.Path(dir_okay=False), help="ERP: SQLite file of the state.")
 def simulate(
     kind: str,
     port: int,
@@ -35,6 +47,8 @@ def simulate(
     reject_keys: tuple[str, ...],
     seed: int | None,
     echo_headers: bool,
+    settings: tuple[str, ...],
+    **named: Any,
 ) -> None:
     """Run the simulator KIND (e.g. http-target) until stopped (Ctrl-C, SIGTERM)."""
     from conveyor.errors import ConfigError
@@ -52,6 +66,7 @@ def simulate(
         reject_keys=list(reject_keys),
         seed=seed,
         echo_headers=echo_headers,
+        extra=_extra(settings, named),
     )
     try:
         simulator = factory.from_options(options)
@@ -66,6 +81,18 @@ def simulate(
     signal.signal(signal.SIGTERM, _stop)
     with contextlib.suppress(KeyboardInterrupt):
         simulator.serve_forever()
+
+
+def _extra(settings: tuple[str, ...], named: dict[str, Any]) -> dict[str, Any]:
+    """``Options.extra``: the ``--set KEY=VALUE`` pairs, then the named simulator flags given."""
+    extra: dict[str, Any] = {}
+    for item in settings:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise click.BadParameter(f"{item!r}: expected KEY=VALUE", param_hint="--set")
+        extra[key.strip().replace("-", "_")] = value
+    extra.update({name: value for name, value in named.items() if value is not None})
+    return extra
 
 
 def register(main: click.Group) -> None:
