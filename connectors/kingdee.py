@@ -266,6 +266,15 @@ class KingdeeConnector(Connector):
         },
     }
 
+    @classmethod
+    def required_secrets(cls, settings: Mapping[str, Any]) -> list[str]:
+        """USERNAME always; PASSWORD for a password login, APP_ID and APP_SECRET otherwise."""
+        if settings.get("auth", "session") == "session" and (
+            settings.get("login", "password") == "password"
+        ):
+            return ["password", "username"]
+        return ["app_id", "app_secret", "username"]
+
     def __init__(
         self, name: str, settings: Mapping[str, Any] | None = None, *, connection: str | None = None
     ) -> None:

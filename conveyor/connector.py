@@ -224,6 +224,12 @@ class Connector:
         """The secrets this connector reads (``"secret": true`` in its config schema)."""
         return secret_fields(cls.config_schema)
 
+    @classmethod
+    def required_secrets(cls, settings: Mapping[str, Any]) -> list[str]:
+        """The secrets these ``settings`` need (all declared ones unless a connector says less:
+        a Kingdee connection signing its calls needs no password)."""
+        return cls.secret_fields()
+
     def secret(self, field_name: str) -> str | None:
         """A secret of this system, through the one door (``conveyor.runtime.secrets``)."""
         from conveyor.runtime.secrets import secret

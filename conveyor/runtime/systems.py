@@ -139,7 +139,9 @@ def check(
         return report
     report.kind, report.stand_in = cls.kind, cls.stand_in
     connection = system.connection or system.name
-    report.secrets = {name: is_set(connection, name) for name in cls.secret_fields()}
+    report.secrets = {
+        name: is_set(connection, name) for name in cls.required_secrets(system.settings)
+    }
     if report.missing and not cls.stand_in:
         names = ", ".join(f"{name} ({env_name(connection, name)})" for name in report.missing)
         report.problems.append(f"secrets missing: {names}")

@@ -357,3 +357,13 @@ def test_paging_keeps_bills_whole_and_resumes_strictly_after_time_and_id(
         assert [(r.data["FBillNo"], r.data["FTreeEntity"]["FSeq"]) for r in resumed] == seen[8:]
         assert list(connector.poll("production_order", records[-1].cursor)) == []
         connector.close()
+
+
+def test_required_secrets_follow_the_authentication_mode() -> None:
+    from connectors.kingdee import KingdeeConnector
+
+    assert KingdeeConnector.required_secrets({}) == ["password", "username"]
+    signed = KingdeeConnector.required_secrets({"auth": "signed"})
+    assert signed == ["app_id", "app_secret", "username"]
+    by_secret = KingdeeConnector.required_secrets({"login": "app_secret"})
+    assert "password" not in by_secret
