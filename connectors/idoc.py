@@ -19,6 +19,7 @@ unread (``UnreadableFileError``).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator, Mapping
 from typing import Any, BinaryIO
 
@@ -28,6 +29,7 @@ from conveyor.connector import RawRecord
 from conveyor.errors import UnreadableFileError, UnreadableRecordError
 
 MAX_BYTES = 64 << 20
+_DOCTYPE = re.compile(rb"<!DOCTYPE", re.IGNORECASE)
 STATUS_RANK = [
     ("I0076", "DLFL"),
     ("I0046", "TECO"),
@@ -44,6 +46,8 @@ else it is; a released one that is partly confirmed is in progress)."""
 def parse_safely(data: bytes, name: str) -> Any:
     """The XML root of ``data``, parsed with entities, DTDs and the network off; a document type
     declaration is refused."""
+    if _DOCTYPE.search(data):  # refused before parsing: no entity is even declared
+        raise UnreadableFileError(f"{name}: a document type declaration (DTD) is not allowed")
     parser = etree.XMLParser(
         resolve_entities=False, no_network=True, load_dtd=False, huge_tree=False
     )

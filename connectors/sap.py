@@ -50,6 +50,12 @@ def reference(key: str) -> str:
     return "CV" + base64.b32encode(digest).decode("ascii")[:14]
 
 
+def document_ref(number: str, year: str, ref: str) -> str:
+    """What the ledger keeps of a posting: the material document and the reference it carries
+    (``4900000001/2026 XBLNR CV…``), so a person finds it in SAP either way (MB03, MB51)."""
+    return f"{number}/{year} XBLNR {ref}"
+
+
 def alpha(material: str) -> str:
     """SAP's ALPHA conversion of a material number: numeric ones get leading zeros to 18."""
     text = material.strip()
@@ -230,7 +236,7 @@ class SapConnector(SoapConnector):
             return None
         row = rows[0]
         return SendResult(
-            f"{row['MBLNR']}/{row['MJAHR']}",
+            document_ref(row["MBLNR"], row["MJAHR"], ref),
             already_present=True,
             detail={"reference": ref, "material_document": row["MBLNR"]},
         )

@@ -130,7 +130,7 @@ def test_each_movement_posts_what_sap_expects_in_both_styles(
     assert {k: seen.get(k) for k in expected} == expected
     assert params["GOODSMVT_HEADER"]["REF_DOC_NO"] == reference("mes:GM-1/1")
     (doc,) = sim.simulator.committed()
-    assert result.external_ref == f"{doc['MBLNR']}/{doc['MJAHR']}"
+    assert result.external_ref == f"{doc['MBLNR']}/{doc['MJAHR']} XBLNR {doc['XBLNR']}"
     assert result.detail["reference"] == reference("mes:GM-1/1")
     connector.close()
 
@@ -288,7 +288,7 @@ def test_a_lost_commit_answer_posts_exactly_once_through_the_worker(
         (row,) = conn.execute(select(DeliveryRow.__table__)).all()
     (doc,) = sim.simulator.committed(reference("mes:C-7/1"))
     assert (row.status, row.attempts) == ("delivered", 2)
-    assert row.external_ref == f"{doc['MBLNR']}/{doc['MJAHR']}"
+    assert row.external_ref == f"{doc['MBLNR']}/{doc['MJAHR']} XBLNR {doc['XBLNR']}"
     assert len([c for c in sim.simulator.calls if c.function == "BAPI_GOODSMVT_CREATE"]) == 1
     connector.close()
     db.dispose()
