@@ -176,7 +176,7 @@ class SapConnector(SoapConnector):
             self._new_session()
         notes = [message_text(r) for r in rows if r.get("TYPE") not in ERROR_TYPES]
         return SendResult(
-            f"{number}/{year}",
+            document_ref(number, year, ref),
             detail={"reference": ref, "notes": notes, "material_document": number},
         )
 
