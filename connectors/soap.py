@@ -126,9 +126,14 @@ def _transport_class() -> Any:
             if len(body) > self.limit:
                 response.close()
                 raise _TooLarge(f"the answer is over {self.limit} bytes")
+            self.last.response = body
+            if response.status_code >= 400 and (
+                response.status_code != 500 or not _looks_like_xml(body)
+            ):
+                # not a SOAP fault (which comes with 500 and XML): a gateway's or proxy's page
+                raise _HttpStatus(response.status_code, body)
             response._content = body
             response._content_consumed = True  # type: ignore[union-attr,unused-ignore]
-            self.last.response = body
             return response
 
     return SafeTransport
@@ -136,6 +141,18 @@ def _transport_class() -> Any:
 
 class _TooLarge(Exception):
     pass
+
+
+class _HttpStatus(Exception):
+    def __init__(self, status: int, body: bytes) -> None:
+        super().__init__(f"HTTP {status}")
+        self.status_code = status
+        self.content = body
+
+
+def _looks_like_xml(body: bytes) -> bool:
+    start = body.lstrip()[:100].lower()
+    return start.startswith(b"<") and not start.startswith((b"<html", b"<!doctype html"))
 
 
 def load_wsdl(source: str, transport: Any, cache_path: str | None) -> Any:
@@ -351,7 +368,11 @@ class SoapConnector(Connector):
             else:
                 error = RejectedError(f"{self.name}: {what}: {safe_text(text, 500)}")
             raise self._with_exchange(error, transport) from None
-        except TransportError as exc:
+        except (TransportError, _HttpStatus) as exc:
+            if exc.status_code < 400:  # zeep's word for an answer that is not XML
+                message = f"{self.name}: {what}: the answer is not readable SOAP: {exc}"
+                error = AmbiguousDeliveryError(message) if sends else TransientError(message)
+                raise self._with_exchange(error, transport) from None
             error = classify_http_status(exc.status_code, _text(exc.content)) or TransientError(
                 f"HTTP {exc.status_code}"
             )
