@@ -69,7 +69,7 @@ def test_a_hostile_wsdl_is_refused_unread(
     )
     path = tmp_path / "hostile.wsdl"
     path.write_text(hostile)
-    with pytest.raises(ConfigError, match="WSDL .* refused") as caught:
+    with pytest.raises(ConfigError, match=r"WSDL .* refused") as caught:
         connector(str(path)).check()
     assert CANARY not in str(caught.value)
     assert server.received == []
