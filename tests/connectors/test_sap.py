@@ -406,3 +406,61 @@ class _Conformant(SapConnector):
 
 
 TestSapConformance = conformance_tests(SapHarness)
+
+
+def test_every_document_the_worker_delivers_is_committed_in_sap(
+    sim: SapServer, tmp_path: Path
+) -> None:
+    """A project whose system ``sap`` uses this connector; three worker threads, each with its
+    own connector (stateful sessions), deliver every movement kind: each delivered row names a
+    committed material document and nothing is left uncommitted."""
+    import shutil
+
+    from sqlalchemy import select
+
+    from conveyor.config import RetryPolicy
+    from conveyor.delivery.worker import Worker, WorkerOptions
+    from conveyor.ledger import Ledger
+    from conveyor.ledger.db import make_engine
+    from conveyor.ledger.models import DeliveryRow
+    from conveyor.routing import Router
+
+    for folder in ("mappings", "master_data"):
+        shutil.copytree(REPO / folder, tmp_path / folder)
+    (tmp_path / "conveyor.yaml").write_text(
+        "systems:\n"
+        "  sap:\n    connector: sap\n"
+        f"    settings: {{wsdl: '{sim.url}{STYLES['mc']['wsdl']}', timeout_s: 5,"
+        f" wsdl_cache: '{tmp_path / 'wsdl.db'}'}}\n"
+        "  mes:\n    connector: fake\n"
+    )
+    project = Project.load(tmp_path)
+    types = ["material_consumption", "production_output", "stock_transfer", "stock_adjustment"]
+    router = Router.from_config([{"type": types, "source": "mes", "targets": ["sap"]}])
+    db = make_engine(f"sqlite:///{tmp_path / 'ledger.db'}")
+    ledger = Ledger(db, router)
+    ledger.upgrade()
+    payloads = [p.values for p in MOVEMENTS]
+    messages: list[dict[str, Any]] = []
+    for n, (message_type, payload, _expected) in enumerate(payloads * 2):
+        if "reversal_of" in payload:  # undoes exactly the receipt just before it
+            payload = {**messages[-1]["payload"], "reversal_of": f"W-{n - 1}/1"}
+        messages.append(message(message_type, f"W-{n}/1", **payload))
+    accepted = ledger.accept_batch(messages)
+    assert {r.status for r in accepted} == {"accepted"}, [r.error for r in accepted]
+    worker = Worker(
+        db,
+        project=project,
+        targets=["sap"],
+        policy=RetryPolicy(max_attempts=3, base_delay_s=0.05, max_delay_s=0.2),
+        options=WorkerOptions(concurrency=3, batch_size=4, heartbeat_s=0.3, stale_after_s=5),
+    )
+    assert worker.run(until_idle=True, timeout=60).idle
+    with db.connect() as conn:
+        rows = conn.execute(select(DeliveryRow.__table__)).all()
+    committed = {f"{d['MBLNR']}/{d['MJAHR']} XBLNR {d['XBLNR']}" for d in sim.simulator.committed()}
+    assert [r.status for r in rows] == ["delivered"] * len(messages)
+    assert {r.external_ref for r in rows} == committed
+    assert len(committed) == len(messages)
+    assert sim.simulator.uncommitted() == []
+    db.dispose()
