@@ -169,7 +169,8 @@ class SapConnector(SoapConnector):
                 texts = (
                     "; ".join(message_text(r) for r in errors) or "no material document came back"
                 )
-                raise RejectedError(f"{self.name}: {self.post_function} refused {ref}: {texts}")
+                refused = RejectedError(f"{self.name}: {self.post_function} refused {ref}: {texts}")
+                raise self._with_exchange(refused, self.client.transport)
             if self.commit_mode == "session":
                 self._commit(ref)
         finally:
@@ -185,7 +186,8 @@ class SapConnector(SoapConnector):
         errors = [r for r in _rows(answer.get("RETURN")) if r.get("TYPE") in ERROR_TYPES]
         if errors:
             texts = "; ".join(message_text(r) for r in errors)
-            raise RejectedError(f"{self.name}: BAPI_TRANSACTION_COMMIT of {ref} failed: {texts}")
+            failed = RejectedError(f"{self.name}: BAPI_TRANSACTION_COMMIT of {ref} failed: {texts}")
+            raise self._with_exchange(failed, self.client.transport)
 
     def _new_session(self) -> None:
         """Forget the stateful session (``sap-contextid``): each posting is its own LUW."""

@@ -162,6 +162,9 @@ def test_an_error_row_refuses_with_every_message_and_nothing_is_committed(
     assert "V1 2026" in text
     assert sim.simulator.committed() == []
     assert not [c for c in sim.simulator.calls if c.function == "BAPI_TRANSACTION_COMMIT"]
+    exchange = caught.value.exchange  # type: ignore[attr-defined]
+    assert "<REF_DOC_NO>" in exchange["request"]  # what was sent, for the integrator
+    assert "<TYPE>E</TYPE>" in exchange["response"]
 
 
 def test_a_warning_row_is_kept_as_a_note_and_the_posting_goes_through(
@@ -463,4 +466,40 @@ def test_every_document_the_worker_delivers_is_committed_in_sap(
     assert {r.external_ref for r in rows} == committed
     assert len(committed) == len(messages)
     assert sim.simulator.uncommitted() == []
+    db.dispose()
+
+
+def test_a_refused_posting_parks_with_what_was_sent_shown_by_trace(
+    sim: SapServer, tmp_path: Path
+) -> None:
+    from conveyor.config import RetryPolicy
+    from conveyor.delivery.worker import Worker, WorkerOptions
+    from conveyor.ledger import Ledger
+    from conveyor.ledger.db import make_engine
+    from conveyor.routing import Router
+
+    sim.simulator.configure(closed_period=True)
+    db = make_engine(f"sqlite:///{tmp_path / 'ledger.db'}")
+    ledger = Ledger(db, Router.from_config([{"type": "material_consumption", "source": "mes",
+                                              "targets": ["sap"]}]))  # fmt: skip
+    ledger.upgrade()
+    payload = {"order_id": "1000123", "material": "RM-1001", "location": "1000/RM",
+               "lot": "", "quantity": "2.5", "uom": "KG"}  # fmt: skip
+    ledger.accept_batch([message("material_consumption", "C-9/1", **payload)])
+    connector = sap(sim)
+    Worker(
+        db,
+        targets=["sap"],
+        policy=RetryPolicy(max_attempts=2, base_delay_s=0.05, max_delay_s=0.1),
+        options=WorkerOptions(concurrency=1, batch_size=1, heartbeat_s=0.3, stale_after_s=5),
+        connectors={"sap": connector},
+        mapping=MappingEngine.load(Project.load(REPO)),
+    ).run(until_idle=True, timeout=30)
+    (delivery,) = [d for m in ledger.trace("C-9/1")["messages"] for d in m["deliveries"]]
+    assert delivery["status"] == "parked"
+    reason = delivery["last_error"]
+    assert "M7 053 Posting only possible in periods 2026/04 and 2026/03" in reason
+    assert f"<REF_DOC_NO>{reference('mes:C-9/1')}</REF_DOC_NO>" in reason  # the request
+    assert "<TYPE>E</TYPE>" in reason  # the answer
+    connector.close()
     db.dispose()
