@@ -4,7 +4,7 @@ Settings (``systems.<name>.settings``; no secrets here):
 
 - ``wsdl`` — a file path or an ``http(s)`` URL (required). It is parsed once per process and kept
   (fetched WSDLs also in zeep's ``SqliteCache`` under ``wsdl_cache``, default
-  ``.conveyor/wsdl-cache.db``): never fetched per call;
+  ``.conveyor/wsdl-cache.db`` of the project): never fetched per call;
 - ``url`` — the endpoint, when it differs from the WSDL's ``soap:address``;
 - ``operation`` — what ``send`` calls with the document's fields as its parameters;
 - ``ref_field`` — the answer's field holding the document number (``send`` returns it);
@@ -49,6 +49,7 @@ from conveyor.errors import (
     TransientError,
     classify_http_status,
 )
+from conveyor.paths import project_dir
 from conveyor.redact import safe_text
 from conveyor.runtime.http import HTTP_SETTINGS_SCHEMA, HttpClient, classify
 
@@ -291,7 +292,9 @@ class SoapConnector(Connector):
 
             transport = _transport_class()(self.http, self.max_answer_bytes)
             wsdl = self.settings["wsdl"]
-            cache = self.settings.get("wsdl_cache", ".conveyor/wsdl-cache.db")
+            cache = self.settings.get("wsdl_cache") or str(
+                project_dir() / ".conveyor" / "wsdl-cache.db"
+            )
             try:
                 document = load_wsdl(wsdl, transport, cache)
             except ConveyorError:

@@ -476,7 +476,10 @@ class SapSimulator(ErpSimulator):
         call = next((c for c in body if isinstance(c.tag, str)), None) if body is not None else None
         if call is None:
             return soap_fault("no function in the SOAP body", "soap-env:Client")
-        function = upper_name(_local(call.tag))
+        wanted = _local(call.tag).replace("_", "").lower()
+        function = next(
+            (f for f in FUNCTIONS if f.replace("_", "").lower() == wanted), _local(call.tag)
+        )
         if function not in FUNCTIONS:
             return soap_fault(f"Function {function} not found", "soap-env:Client")
         params = to_value(call)
@@ -916,15 +919,27 @@ class SapServer(SimServer):
     """The SAP simulator's server: ``url``, ``start()``, ``serve_forever()``, ``stop()``."""
 
     simulator: SapSimulator
-
-    def stop(self) -> None:
-        """Stop serving and close the state."""
-        with contextlib.suppress(OSError):
-            self.shutdown()
+    _serving = False
 
     def serve_forever(self, poll_interval: float = 0.2) -> None:
         """Serve on this thread until ``stop``."""
+        self._serving = True
         super().serve_forever(poll_interval)
+
+    def start(self) -> SapServer:
+        """Serve on a background thread."""
+        self._serving = True  # a stop() right after start() must still end the loop
+        super().start()
+        return self
+
+    def stop(self) -> None:
+        """Stop serving (a server never started is just closed) and close the state."""
+        if self._serving:
+            with contextlib.suppress(OSError):
+                self.shutdown()
+        else:
+            self.server_close()
+            self.simulator.close()
 
 
 def serve(host: str = "127.0.0.1", port: int = 0, **kwargs: Any) -> SapServer:

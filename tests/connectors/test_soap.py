@@ -155,3 +155,34 @@ def test_basic_auth_reaches_the_wire_and_never_the_error(
 def test_a_missing_wsdl_file_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match="neither a file"):
         SapConnector("sap", {"wsdl": "/nowhere/sap.wsdl"}).check()
+
+
+def test_the_generic_connector_posts_and_reads_the_reference(tmp_path: Path) -> None:
+    from simulators.sap import STYLES, serve
+
+    sim = serve()
+    try:
+        soap = SoapConnector(
+            "erp",
+            {
+                "wsdl": sim.url + STYLES["mc"]["wsdl"],
+                "wsdl_cache": str(tmp_path / "wsdl.db"),
+                "operation": "Z_GOODSMVT_CREATE_COMMIT",
+                "ref_field": "MATERIALDOCUMENT",
+            },
+        )
+        document = {
+            "GOODSMVT_CODE": {"GM_CODE": "03"},
+            "GOODSMVT_HEADER": {"REF_DOC_NO": "G1"},
+            "GOODSMVT_ITEM": [{"MATERIAL": "000000000010001001", "PLANT": "1000",
+                               "STGE_LOC": "0001", "MOVE_TYPE": "551", "ENTRY_QNT": "1",
+                               "ENTRY_UOM": "KGM"}],
+        }  # fmt: skip
+        result = soap.send(document, message_type="stock_adjustment", key="k")
+        (committed,) = sim.simulator.committed("G1")
+        assert result.external_ref == committed["MBLNR"]
+        assert soap.supports("send")
+        assert not soap.supports("lookup")
+        soap.close()
+    finally:
+        sim.stop()
