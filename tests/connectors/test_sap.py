@@ -503,3 +503,19 @@ def test_a_refused_posting_parks_with_what_was_sent_shown_by_trace(
     assert "<TYPE>E</TYPE>" in reason  # the answer
     connector.close()
     db.dispose()
+
+
+def test_a_lost_posting_answer_is_ambiguous_and_never_committed(
+    sim: SapServer, engine: MappingEngine
+) -> None:
+    """The answer to the posting itself is lost: no commit was sent, so the lookup finds nothing
+    and posting again makes exactly one document."""
+    from conveyor.errors import AmbiguousDeliveryError
+
+    connector = sap(sim)
+    sim.simulator.faults.drop_next = 1
+    with pytest.raises(AmbiguousDeliveryError):
+        connector.send(consumption(engine), message_type="material_consumption", key="mes:C-1/1")
+    assert connector.lookup(message_type="material_consumption", key="mes:C-1/1") is None
+    connector.send(consumption(engine), message_type="material_consumption", key="mes:C-1/1")
+    assert len(sim.simulator.committed(reference("mes:C-1/1"))) == 1
