@@ -111,6 +111,22 @@ def _transport_class() -> Any:
             self.limit = limit
             self.last = threading.local()
 
+        def _load_remote_data(self, url: str) -> bytes:
+            # zeep's own fetch would let REQUESTS_CA_BUNDLE override the configured ca_bundle
+            response = self.session.get(
+                url,
+                timeout=self.client.settings.timeout,
+                verify=self.client.settings.verify,
+                allow_redirects=False,
+                stream=True,
+            )
+            with response:
+                response.raise_for_status()
+                body: bytes = response.raw.read(self.limit + 1, decode_content=True)
+            if len(body) > self.limit:
+                raise _TooLarge(f"the WSDL is over {self.limit} bytes")
+            return body
+
         def post(self, address: str, message: bytes | str, headers: Any) -> Any:
             self.last.request = message
             self.last.response = None

@@ -513,9 +513,54 @@ def test_a_lost_posting_answer_is_ambiguous_and_never_committed(
     from conveyor.errors import AmbiguousDeliveryError
 
     connector = sap(sim)
+    connector.operation_name("BAPI_GOODSMVT_CREATE")  # the WSDL is read before the fault
     sim.simulator.faults.drop_next = 1
     with pytest.raises(AmbiguousDeliveryError):
         connector.send(consumption(engine), message_type="material_consumption", key="mes:C-1/1")
     assert connector.lookup(message_type="material_consumption", key="mes:C-1/1") is None
     connector.send(consumption(engine), message_type="material_consumption", key="mes:C-1/1")
     assert len(sim.simulator.committed(reference("mes:C-1/1"))) == 1
+
+
+def test_a_client_certificate_is_presented_over_tls(tmp_path: Path) -> None:
+    """The simulator behind TLS that requires a client certificate: the connector with
+    ``client_cert``/``client_key`` (and the server's CA in ``ca_bundle``) gets in; without the
+    certificate the handshake fails and nothing was sent (transient)."""
+    import shutil
+    import ssl
+    import subprocess
+
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is needed to make a test certificate")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+         "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+         "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    context.verify_mode = ssl.CERT_REQUIRED
+    context.load_verify_locations(cert)
+    from simulators.sap import SapSimulator
+
+    server = SapServer(("127.0.0.1", 0), SapSimulator())
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    server.url = server.url.replace("http://", "https://")
+    server.start()
+    try:
+        settings = {"wsdl": f"{server.url}{STYLES['rfc']['wsdl']}", "ca_bundle": str(cert),
+                    "wsdl_cache": str(tmp_path / "wsdl.db"), "timeout_s": 5}  # fmt: skip
+        with pytest.raises(TransientError, match="not sent"):
+            SapConnector("sap", settings).check()
+        assert server.simulator.calls == []
+        forget_wsdls()
+        trusted = SapConnector(
+            "sap", {**settings, "client_cert": str(cert), "client_key": str(key)}
+        )
+        assert trusted.check() == "RFC_READ_TABLE answered"
+        assert [c.function for c in server.simulator.calls] == ["RFC_READ_TABLE"]
+        trusted.close()
+    finally:
+        server.stop()
