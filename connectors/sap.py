@@ -10,6 +10,9 @@ Settings (besides those of ``connectors.soap``, ``operation`` excepted):
   in one call (a customer function);
 - ``post_function`` — default ``BAPI_GOODSMVT_CREATE``;
 - ``read_table_function`` — default ``RFC_READ_TABLE`` (lookups and snapshots);
+- ``lookup_function`` — a customer function that finds a material document by reference
+  (called with ``lookup_reference_param``, default ``REF_DOC_NO``; answers ``MATERIALDOCUMENT``
+  and ``MATDOCUMENTYEAR``), used for lookups instead of reading MKPF;
 - ``plants`` — plants whose stock ``snapshot()`` reads (default: all);
 - ``page_size`` — rows per ``RFC_READ_TABLE`` page (``ROWSKIPS``/``ROWCOUNT``, default 5,000).
 
@@ -95,6 +98,8 @@ class SapConnector(SoapConnector):
             "commit": {"enum": ["session", "wrapper"]},
             "post_function": {"type": "string"},
             "read_table_function": {"type": "string"},
+            "lookup_function": {"type": "string"},
+            "lookup_reference_param": {"type": "string"},
             "plants": {"type": "array", "items": {"type": "string"}},
             "page_size": {"type": "integer", "minimum": 1},
         },
@@ -114,6 +119,8 @@ class SapConnector(SoapConnector):
             raise ConfigError(f"system {name!r}: commit 'wrapper' needs a post_function")
         self.read_table_function: str = s.get("read_table_function", "RFC_READ_TABLE")
         self.page_size = int(s.get("page_size", 5000))
+        self.lookup_function: str | None = s.get("lookup_function")
+        self.lookup_reference_param: str = s.get("lookup_reference_param", "REF_DOC_NO")
 
     # ---- posting
     def prepare(self, document: Mapping[str, Any], key: str) -> dict[str, Any]:
@@ -233,6 +240,19 @@ class SapConnector(SoapConnector):
     def lookup(self, *, message_type: str, key: str) -> SendResult | None:
         """The material document whose header (``MKPF-XBLNR``) carries the key's reference."""
         ref = reference(key)
+        if self.lookup_function:
+            answer = self.call(
+                self.lookup_function, {self.lookup_reference_param: ref}, sends=False
+            )
+            number = str(answer.get("MATERIALDOCUMENT") or "")
+            if not number:
+                return None
+            year = str(answer.get("MATDOCUMENTYEAR") or "")
+            return SendResult(
+                document_ref(number, year, ref),
+                already_present=True,
+                detail={"reference": ref, "material_document": number},
+            )
         rows = list(self.read_table("MKPF", ["MBLNR", "MJAHR", "XBLNR"], [f"XBLNR = '{ref}'"]))
         if not rows:
             return None

@@ -14,8 +14,8 @@ Functions: ``BAPI_GOODSMVT_CREATE`` (a material document number and BAPIRET2 row
 material, M7 021 deficit of stock with ``refuse_negative``, M7 053 with ``closed_period``),
 ``BAPI_TRANSACTION_COMMIT`` (commits what the same ``sap-contextid`` session posted: nothing is
 visible before), ``BAPI_TRANSACTION_ROLLBACK``, ``Z_GOODSMVT_CREATE_COMMIT`` (a customer wrapper
-that posts and commits in one call) and ``RFC_READ_TABLE`` on MKPF, MARD, MCHB and MARA (paged
-by ``ROWSKIPS``/``ROWCOUNT``).
+that posts and commits in one call), ``Z_GOODSMVT_FIND_BY_REF`` (a customer lookup) and
+``RFC_READ_TABLE`` on MKPF, MARD, MCHB and MARA (paged by ``ROWSKIPS``/``ROWCOUNT``).
 
 Faults on demand (``configure`` or ``POST /_sim/config``): ``fault_next`` SOAP faults ("server
 busy"), ``reject_refs`` (an ``E`` row for these references), ``warn_refs`` (a ``W`` row),
@@ -139,6 +139,10 @@ FUNCTIONS: dict[str, tuple[list[Param], list[Param]]] = {
             ("MATERIALDOCUMENT", "scalar", []),
             ("RETURN", "table", BAPIRET2),
         ],
+    ),
+    "Z_GOODSMVT_FIND_BY_REF": (
+        [("REF_DOC_NO", "scalar", [])],
+        [("MATDOCUMENTYEAR", "scalar", []), ("MATERIALDOCUMENT", "scalar", [])],
     ),
     "RFC_READ_TABLE": (
         [
@@ -524,6 +528,15 @@ class SapSimulator(ErpSimulator):
             return {"MATERIALDOCUMENT": "", "MATDOCUMENTYEAR": "", "RETURN": messages}
         self._commit([document])
         return self._exports(document, messages)
+
+    def _fn_z_goodsmvt_find_by_ref(
+        self, params: dict[str, Any], context: str, request: SimRequest
+    ) -> dict[str, Any]:
+        """A customer lookup function: the committed document carrying a reference."""
+        found = self.committed(str(params.get("REF_DOC_NO", "")))
+        if not found:
+            return {"MATERIALDOCUMENT": "", "MATDOCUMENTYEAR": ""}
+        return {"MATERIALDOCUMENT": found[0]["MBLNR"], "MATDOCUMENTYEAR": found[0]["MJAHR"]}
 
     def _fn_bapi_transaction_commit(
         self, params: dict[str, Any], context: str, request: SimRequest

@@ -253,6 +253,18 @@ def test_lookup_finds_the_document_by_reference(sim: SapServer, engine: MappingE
     assert read["OPTIONS"] == [{"TEXT": f"XBLNR = '{reference('mes:C-1/1')}'"}]
 
 
+def test_lookup_through_a_configured_function(sim: SapServer, engine: MappingEngine) -> None:
+    connector = sap(sim, "mc", lookup_function="Z_GOODSMVT_FIND_BY_REF")
+    assert connector.lookup(message_type="material_consumption", key="mes:C-1/1") is None
+    sent = connector.send(consumption(engine), message_type="material_consumption", key="mes:C-1/1")
+    found = connector.lookup(message_type="material_consumption", key="mes:C-1/1")
+    assert found is not None
+    assert found.external_ref == sent.external_ref
+    functions = {c.function for c in sim.simulator.calls}
+    assert "Z_GOODSMVT_FIND_BY_REF" in functions
+    assert "RFC_READ_TABLE" not in functions
+
+
 def test_a_lost_commit_answer_posts_exactly_once_through_the_worker(
     sim: SapServer, tmp_path: Path
 ) -> None:
