@@ -332,7 +332,15 @@ def test_snapshot_reads_mard_and_mchb_page_by_page(sim: SapServer, engine: Mappi
     assert {r["QUERY_TABLE"] for r in reads} == {"MARA", "MARD", "MCHB"}
     assert any(r.get("ROWSKIPS") == "1" for r in reads)  # paged
     mapped = engine.map_snapshot_row("sap", by[("000000000010002001", "B1")])
-    assert mapped is not None
+    assert (mapped.material, mapped.location, mapped.lot, mapped.quantity, mapped.uom) == (
+        "RM-2001",
+        "1000/RM",
+        "B1",
+        Decimal("300"),
+        "PCS",
+    )
+    plain = engine.map_snapshot_row("sap", by[("000000000010001001", "")])
+    assert (plain.quantity, plain.uom) == (Decimal("125.5"), "KG")
 
 
 def test_settings_are_validated_and_the_entry_points_are_registered(sim: SapServer) -> None:
