@@ -244,6 +244,7 @@ def test_sap_outbound_item_table(mapping_engine: MappingEngine) -> None:
             "PLANT": "1000",
             "STGE_LOC": "0010",
             "MOVE_TYPE": "262",
+            "MVT_IND": "F",
             "ENTRY_QNT": "3.5",
             "ENTRY_UOM": "KGM",
             "ORDERID": "000001000123",
