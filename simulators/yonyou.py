@@ -680,8 +680,15 @@ class YonBIPSimulator(ErpSimulator):
         key = str(data.get("resubmitCheckKey") or "")
         if len(key) > RESUBMIT_KEY_MAX:
             raise _BipError(BIP_ERROR, f"resubmitCheckKey长度不能超过{RESUBMIT_KEY_MAX}位")
-        if key and self.store.get("bip:resubmit", key) is not None:
-            raise _BipError(BIP_ERROR, f"重复提交：resubmitCheckKey[{key}]已被使用，请勿重复提交")
+        earlier = self.store.get("bip:resubmit", key) if key else None
+        if earlier is not None:
+            # This simulator's choice (unconfirmed for real tenants): the refusal names the
+            # document the key already produced, so a client can record its number.
+            return _bip(
+                {"id": earlier["id"], "code": earlier["code"], "resubmitCheckKey": key},
+                BIP_ERROR,
+                f"重复提交：resubmitCheckKey[{key}]已被使用，请勿重复提交",
+            )
         org = str(data.get("org") or "")
         if not org:
             raise _BipError(BIP_ERROR, "库存组织[org]不能为空")
