@@ -5,8 +5,8 @@ U8 (:class:`U8Simulator`): ``GET /system/token``, ``GET /system/tradeid`` (one f
 write; a reused one is refused), ``POST /api/<resource>/<operation>?from_account&to_account&app_key
 &token&tradeid[&sync=1]`` for ``materialout/add``, ``productin/add``, ``transvouch/add`` (body
 wrapped in the resource name; without ``sync=1`` the answer is a result URL to poll), and
-``GET /api/currentstock/batch_get`` paged by ``page_index``/``rows_per_page``. Answers carry
-``errcode``/``errmsg``.
+``GET /api/currentstock/batch_get`` paged by ``page_index``/``rows_per_page``, and
+``GET /api/<resource>/get?id=<voucher code>`` (one voucher). Answers carry ``errcode``/``errmsg``.
 
 YonBIP (:class:`YonBIPSimulator`): ``getAccessToken`` on both paths with the HMAC signature
 checked by :func:`connectors.yonyou_auth.access_token_signature`; business calls under
@@ -157,6 +157,8 @@ class U8Simulator(ErpSimulator):
                 raise _U8Error(U8_BAD_ACCOUNT, f"目标账套[{query.get('to_account')}]不存在")
             if (resource, operation) == ("currentstock", "batch_get"):
                 return self._current_stock(query)
+            if operation == "get" and (resource, "add") in U8_WRITES:
+                return self._get(resource, query.get("id", ""))
             if (resource, operation) not in U8_WRITES:
                 raise _U8Error(U8_NOT_FOUND, f"不支持的接口：{resource}/{operation}")
             self._use_tradeid(query.get("tradeid", ""))
@@ -269,6 +271,14 @@ class U8Simulator(ErpSimulator):
         }
         self.store.put("u8:" + resource, voucher_id, saved)
         return {"errcode": U8_OK, "errmsg": "", "id": voucher_id, "tradeid": trade_id, "code": code}
+
+    def _get(self, resource: str, code: str) -> SimResponse:
+        """``GET /api/<resource>/get?id=<voucher code>``: one voucher, header and body."""
+        for saved in self.store.all("u8:" + resource).values():
+            if code and saved["header"].get("code") == code:
+                voucher = {**saved["header"], "id": saved["id"], "entry": saved["body"]}
+                return json_response({"errcode": U8_OK, "errmsg": "", resource: voucher})
+        raise _U8Error(U8_NOT_FOUND, f"单据[{code}]不存在")
 
     def _warehouse(self, header: Mapping[str, Any], name: str) -> str:
         code = str(header.get(name) or "")
