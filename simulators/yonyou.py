@@ -17,14 +17,20 @@ configurable paths with ``resubmitCheckKey`` (≤ 32 characters, a repeat refuse
 
 Error codes and texts not given by DIALECTS.md are this simulator's own wording.
 
-Run: ``python -m simulators.yonyou --mode u8|yonbip --port P [...]``
+Run: ``python -m simulators.yonyou --mode u8|yonbip --port P [...]``, or
+``conveyor simulate yonyou-u8`` / ``conveyor simulate yonbip`` (:class:`U8Server`,
+:class:`YonBIPServer`: the shared options, and the simulator's own through ``Options.extra``).
 """
 
 from __future__ import annotations
 
 import argparse
 import hmac
+import inspect
+import json
 import math
+import socketserver
+import threading
 import uuid
 from collections.abc import Mapping, Sequence
 from datetime import datetime
@@ -34,6 +40,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from connectors.yonyou_auth import access_token_signature
+from simulators import Options
 from simulators._erp import (
     JSON,
     ErpSimulator,
@@ -825,3 +832,129 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 if __name__ == "__main__":
     raise SystemExit(main())
+
+
+# ---------------------------------------------------------------------------------------------
+# ``conveyor simulate yonyou-u8`` / ``conveyor simulate yonbip``
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+def _option_value(name: str, default: Any, value: Any) -> Any:
+    """``value`` (text from ``--set KEY=VALUE``, or already typed) as the option's type, judged
+    by its default."""
+    if not isinstance(value, str):
+        return value
+    if isinstance(default, bool):
+        lowered = value.strip().lower()
+        if lowered not in _TRUE | _FALSE:
+            raise ValueError(f"simulator option {name}: {value!r} is not true or false")
+        return lowered in _TRUE
+    if isinstance(default, int):
+        return int(value)
+    if isinstance(default, float):
+        return float(value)
+    if name in ("save_paths", "faults"):
+        loaded = json.loads(value)
+        if not isinstance(loaded, dict):
+            raise ValueError(f"simulator option {name}: a JSON object is needed")
+        return loaded
+    return value
+
+
+def simulator_options(mode: str, extra: Mapping[str, Any]) -> dict[str, Any]:
+    """The simulator's own options from ``Options.extra`` (names with ``-`` or ``_``), typed;
+    an unknown name is refused with the list of known ones."""
+    known: dict[str, Any] = {}
+    for cls in (MODES[mode], ErpSimulator):
+        for parameter in inspect.signature(cls.__init__).parameters.values():
+            if parameter.kind is parameter.KEYWORD_ONLY and parameter.name != "faults":
+                known.setdefault(parameter.name, parameter.default)
+    chosen: dict[str, Any] = {}
+    for given, value in extra.items():
+        name = given.replace("-", "_")
+        if name not in known:
+            raise ValueError(
+                f"no {mode} simulator option {given!r}; known: {', '.join(sorted(known))}"
+            )
+        chosen[name] = _option_value(name, known[name], value)
+    return chosen
+
+
+class _Served:
+    """A Yonyou simulator as ``conveyor simulate`` runs it: made from :class:`simulators.Options`
+    (its faults; ``extra`` carries the simulator's own options), with ``url``, ``start()``,
+    ``serve_forever()`` and ``stop()``."""
+
+    mode = "yonbip"
+
+    def __init__(self, options: Options | None = None, host: str = "127.0.0.1") -> None:
+        options = options or Options()
+        faults = {
+            "latency_ms": int(options.latency_ms),
+            "fail_rate": float(options.fail_rate),
+            "drop_answer_rate": float(options.drop_answer_rate),
+            "seed": options.seed,
+        }
+        own = simulator_options(self.mode, options.extra)
+        faults.update(own.pop("faults", None) or {})
+        # reject_keys and echo_headers belong to the generic HTTP target: no meaning here
+        self.simulator = MODES[self.mode](faults=faults, **own)
+        self._server = SimServer((host, options.port), self.simulator)
+        self._serving = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    @classmethod
+    def from_options(cls, options: Options) -> _Served:
+        """The simulator ``conveyor simulate`` asked for."""
+        return cls(options)
+
+    @property
+    def url(self) -> str:
+        """Base URL, e.g. ``http://127.0.0.1:40123``."""
+        return self._server.url
+
+    def start(self) -> _Served:
+        """Serve on a background thread."""
+        self._serving.set()
+        self._thread = threading.Thread(target=self.serve_forever, daemon=True)
+        self._thread.start()
+        return self
+
+    def serve_forever(self) -> None:
+        """Serve on this thread until ``stop``."""
+        self._serving.set()
+        try:
+            self._server.serve_forever(poll_interval=0.05)
+        finally:
+            self._serving.clear()
+
+    def stop(self) -> None:
+        """Stop serving, close the socket and the simulator's state."""
+        if self._serving.is_set():  # shutdown() waits for a serving loop: only ask a running one
+            self._server.stopping.set()
+            socketserver.BaseServer.shutdown(self._server)
+        self._server.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+        self.simulator.close()
+
+    def __enter__(self) -> _Served:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+class YonBIPServer(_Served):
+    """``conveyor simulate yonbip``: the YonBIP open API simulator."""
+
+    mode = "yonbip"
+
+
+class U8Server(_Served):
+    """``conveyor simulate yonyou-u8``: the U8 OpenAPI gateway simulator."""
+
+    mode = "u8"
