@@ -35,6 +35,7 @@ from urllib.parse import urlencode
 import requests
 
 from connectors.yonyou_auth import access_token_params
+from conveyor import redact
 from conveyor.connector import Connector, RawRecord, SendResult, Stream
 from conveyor.errors import (
     AmbiguousDeliveryError,
@@ -176,6 +177,7 @@ class YonBIPConnector(Connector):
             except (TypeError, ValueError):
                 expire = 7200.0
             self._token = str(data["access_token"])
+            redact.remember(self._token)  # it rides in URLs that error texts may quote
             self._token_until = time.monotonic() + max(0.0, expire - TOKEN_MARGIN_S)
             return self._token
 

@@ -37,6 +37,7 @@ from urllib.parse import urlencode
 
 import requests
 
+from conveyor import redact
 from conveyor.connector import Connector, RawRecord, SendResult
 from conveyor.errors import (
     AmbiguousDeliveryError,
@@ -241,6 +242,7 @@ class YonyouU8Connector(Connector):
             with contextlib.suppress(TypeError, ValueError):  # no usable expiry: the age rules
                 age = min(age, float(token.get("expiresIn") or age) - 60)
             self._token = str(token["id"])
+            redact.remember(self._token)  # it rides in URLs that error texts may quote
             self._token_until = time.monotonic() + max(0.0, age)
             return self._token
 

@@ -195,6 +195,21 @@ def test_a_used_tradeid_without_a_lookup_needs_a_person(mocked: responses.Reques
         u8(key_field="cmemo").send(_voucher(), message_type="production_output", key="k")
 
 
+def test_a_lost_connection_is_ambiguous_and_its_text_shows_no_token_or_secret(
+    mocked: responses.RequestsMock,
+) -> None:
+    _gateway(mocked, "token-0123456789abcdef")
+
+    def cut(request: Any) -> tuple[int, dict[str, str], str]:
+        raise requests.ConnectionError(f"Connection aborted while posting to {request.url}")
+
+    mocked.add_callback(responses.POST, ADD_URL, callback=cut)
+    with pytest.raises(AmbiguousDeliveryError) as caught:
+        u8().send(_voucher(), message_type="production_output", key="k")
+    assert "token-0123456789abcdef" not in str(caught.value)
+    assert "tradeid=T1" in str(caught.value)
+
+
 def test_settings_registration_and_capabilities(tmp_path: Path) -> None:
     assert registry.load("yonyou_u8") is YonyouU8Connector
     with pytest.raises(ConfigError, match="to_account"):
