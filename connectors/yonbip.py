@@ -15,7 +15,8 @@
 - ``snapshot()``: ``QueryCurrentStocksByCondition``.
 
 Settings: ``url`` (gateway), ``auth_url`` (default ``url``), ``token_path``, ``save_paths``
-(message type → path), ``page_size``, ``order_status`` (the released status filter), ``org``,
+(message type → path), ``page_size``, ``order_status`` (the released status filter),
+``start_pubts`` (where the first poll starts), ``org``,
 ``stock_query`` (extra conditions), ``auth_error_codes``, ``duplicate_markers``, and the HTTP
 settings of ``conveyor.runtime.http``. Secrets ``APP_KEY`` and ``APP_SECRET`` through
 ``secret()`` only.
@@ -109,6 +110,7 @@ class YonBIPConnector(Connector):
             },
             "page_size": {"type": "integer", "minimum": 1, "maximum": 500},
             "order_status": {"type": ["string", "null"]},
+            "start_pubts": {"type": "string", "pattern": "^\\d{4}-\\d{2}-\\d{2}"},
             "org": {"type": "string"},
             "stock_query": {"type": "object"},
             "auth_error_codes": {"type": "array", "items": {"type": "string"}},
@@ -130,6 +132,7 @@ class YonBIPConnector(Connector):
         self.save_paths: dict[str, str] = {**DEFAULT_SAVE_PATHS, **(s.get("save_paths") or {})}
         self.page_size: int = int(s.get("page_size", 100))
         self.order_status: str | None = s.get("order_status", "1")
+        self.start_pubts: str = s.get("start_pubts", "")
         self.org: str | None = s.get("org")
         self.stock_query: dict[str, Any] = dict(s.get("stock_query") or {})
         self.auth_error_codes = frozenset(s.get("auth_error_codes") or ["310036", "401"])
@@ -295,6 +298,7 @@ class YonBIPConnector(Connector):
         components from ``detail`` and the cursor after it."""
         self.stream(stream)
         since_ts, since_id = _split_cursor(cursor)
+        since_ts = since_ts or self.start_pubts  # the first poll starts at the configured stamp
         page = 1
         seen: set[str] = set()
         orders: list[Mapping[str, Any]] = []

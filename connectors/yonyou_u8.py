@@ -453,6 +453,7 @@ class YonyouU8Connector(Connector):
         if not isinstance(voucher, Mapping):
             raise TransientError(f"{self.name}: {what}: no {resource} in {safe_text(answer, 200)}")
         ref = voucher.get("code") or voucher.get("id")
+        self.tradeids.drop(key)  # the document is settled: its trade id is no longer needed
         return SendResult(
             None if ref is None else str(ref),
             already_present=True,

@@ -323,6 +323,22 @@ def test_a_save_whose_answer_is_lost_is_delivered_once_through_the_worker(
     assert documents[0]["memo"] == "GR-77/1"
     assert (row.status, row.attempts) == ("delivered", 2)
     assert row.external_ref == documents[0]["code"]
+    # the same document once more, straight: the simulator refuses it, the connector says so
+    again = connector.send(
+        {"data": documents[0]}, message_type="production_output", key="mes:GR-77/1"
+    )
+    assert (again.external_ref, again.already_present) == (documents[0]["code"], True)
+    assert len(simulator.simulator.documents_view({})["productin"]) == 1
+    connector.close()
+
+
+def test_the_first_poll_starts_at_the_configured_stamp(simulator: Any) -> None:
+    simulator.simulator.upsert_orders([{"code": "OLD1", "orderProduct": []}])
+    simulator.simulator.advance(5)
+    simulator.simulator.upsert_orders([{"code": "NEW1", "orderProduct": []}])
+    (newest,) = [o for o in simulator.simulator.orders_view() if o["code"] == "NEW1"]
+    connector = bip(simulator.url, start_pubts=newest["pubts"])
+    assert [r.data["code"] for r in connector.poll("production_order", None)] == ["NEW1"]
     connector.close()
 
 

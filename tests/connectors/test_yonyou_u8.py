@@ -14,19 +14,28 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 import requests
 import responses
+from sqlalchemy import Engine, select
 
 from connectors.yonyou_u8 import TradeIds, YonyouU8Connector, voucher_code
+from conveyor.config import Project, RetryPolicy
 from conveyor.connector import SendResult
+from conveyor.delivery.worker import Worker, WorkerOptions
 from conveyor.errors import (
     AmbiguousDeliveryError,
     ConfigError,
     NeedsCheckError,
     RejectedError,
 )
+from conveyor.ledger import Ledger
+from conveyor.ledger.models import DeliveryRow
+from conveyor.mapping import MappingEngine
+from conveyor.messages import new_message
+from conveyor.routing import Router
 from conveyor.runtime import registry
 from conveyor.testing.conformance import Harness, conformance_tests
 from simulators.yonyou import serve
 
+REPO = Path(__file__).resolve().parents[2]
 BASE = "http://u8.example"
 APP_KEY = "opa-conveyor"
 APP_SECRET = "u8-secret"
@@ -332,6 +341,62 @@ def test_snapshot_pages_through_current_stock(simulator: Any) -> None:
     assert sorted(r["batch"] for r in rows) == [f"B{n}" for n in range(1, 8)]
     assert sum(Decimal(str(r["qty"])) for r in rows) == 28
     assert "token" in connector.check()
+
+
+def test_a_mapped_voucher_whose_answer_is_lost_is_delivered_once_through_the_worker(
+    simulator: Any, sqlite_engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """mappings/yonyou.yaml makes the voucher; the answer of the first posting is dropped after
+    U8 committed it; the worker looks it up by its code and records it once, with its number."""
+    monkeypatch.setenv("CONVEYOR_YONYOU_APP_KEY", APP_KEY)
+    monkeypatch.setenv("CONVEYOR_YONYOU_APP_SECRET", APP_SECRET)
+    simulator.simulator.faults.update({"drop_next": 1, "match": "materialout/add"})
+    simulator.simulator.set_stock(
+        [{"org": "001", "warehouse": "01", "material": "0101001", "lot": "B7", "quantity": 50}]
+    )
+    ledger = Ledger(
+        sqlite_engine,
+        Router.from_config(
+            [{"type": "material_consumption", "source": "mes", "targets": ["yonyou"]}]
+        ),
+    )
+    ledger.upgrade()
+    message = new_message(
+        "material_consumption",
+        "mes",
+        "ISS-9/1",
+        {
+            "order_id": "MO-1",
+            "material": "RM-1001",
+            "quantity": "12.5",
+            "uom": "KG",
+            "location": "1000/RM",
+            "lot": "B7",
+        },
+    )
+    assert ledger.accept_batch([message])[0].status == "accepted"
+    connector = YonyouU8Connector(
+        "yonyou", {"url": simulator.url, "from_account": "conveyor", "to_account": "001"}
+    )
+    worker = Worker(
+        sqlite_engine,
+        targets=["yonyou"],
+        policy=RetryPolicy(max_attempts=4, base_delay_s=0.05, max_delay_s=0.2),
+        options=WorkerOptions(concurrency=1, batch_size=10, heartbeat_s=0.3, stale_after_s=5),
+        connectors={"yonyou": connector},
+        mapping=MappingEngine.load(Project.load(REPO)),
+    )
+    assert worker.run(until_idle=True, timeout=60).idle
+    with sqlite_engine.connect() as conn:
+        (row,) = conn.execute(select(DeliveryRow.__table__)).all()
+    (voucher,) = simulator.simulator.documents_view({"resource": "materialout"})["materialout"]
+    assert (row.status, row.attempts) == ("delivered", 2)
+    assert row.external_ref == voucher["header"]["code"] == "mes:ISS-9/1"
+    assert voucher["body"][0]["quantity"] == "12.5"
+    assert connector.tradeids.get("mes:ISS-9/1") is None  # settled by the lookup
+    stock = {(r.data["whcode"], r.data["batch"]): r.data["qty"] for r in connector.snapshot()}
+    assert stock == {("01", "B7"): Decimal("37.5")}
+    connector.close()
 
 
 # ---------------------------------------------------------------------- conformance
