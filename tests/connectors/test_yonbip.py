@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Collection, Iterator, Mapping
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, ClassVar
 from urllib.parse import parse_qs, urlsplit
@@ -212,6 +213,56 @@ def test_settings_and_registration() -> None:
     assert schema["app_secret"]["secret"] is True
     with pytest.raises(ConfigError, match="save path"):
         bip().send({}, message_type="stock_adjustment", key="k")
+
+
+def test_the_yonbip_mapping_makes_save_bodies_and_reads_orders() -> None:
+    engine = MappingEngine.load(_project())
+    message = new_message(
+        "stock_transfer",
+        "wms",
+        "TR-1",
+        {
+            "material": "RM-2001",
+            "quantity": "1000",
+            "uom": "PCS",
+            "from_location": "1000/RM",
+            "to_location": "1000/WIP-ASSY",
+            "lot": "L9",
+        },
+        occurred_at="2026-11-21T08:00:00+08:00",
+    )
+    data = engine.map_outbound("yonbip", message)["data"]
+    assert (data["outwarehouse"], data["inwarehouse"], data["memo"]) == ("01", "11", "TR-1")
+    assert data["vouchdate"] == "2026-11-21 08:00:00"
+    assert data["details"] == [{"product": "0102001", "qty": "1000", "batchno": "L9"}]
+    order = {
+        "id": "1",
+        "code": "SCDD9",
+        "status": "1",
+        "pubts": "2026-11-21 08:00:00",
+        "orderProduct": [
+            {
+                "productCode": "0501002",
+                "quantity": 60,
+                "mainUnitCode": "PCS",
+                "warehouseCode": "20",
+                "startDate": "2026-11-22 08:00:00",
+                "finishDate": "2026-11-23 08:00:00",
+                "orderMaterial": [
+                    {"lineNo": 10, "productCode": "0201001", "quantity": 60, "unitCode": "PCS"}
+                ],
+            }
+        ],
+    }
+    payload = engine.map_inbound("yonbip", "production_order", order)["payload"]
+    assert (payload["order_id"], payload["material"], payload["status"]) == (
+        "SCDD9",
+        "FG-5002",
+        "released",
+    )
+    assert payload["components"] == [
+        {"line": "10", "material": "SF-4001", "quantity": Decimal("60"), "uom": "PCS"}
+    ]
 
 
 # ---------------------------------------------------------------------- real loopback HTTP
