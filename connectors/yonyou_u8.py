@@ -432,7 +432,7 @@ class YonyouU8Connector(Connector):
                     f"{self.name}: {what}: no result within {self.result_timeout_s:g} s at the "
                     f"result URL"
                 )
-            time.sleep(min(wait, 5.0))
+            time.sleep(min(max(wait, 0.1), 5.0))  # never a busy loop, never a long nap
             answer = self._get_json(url, what=f"{what} result", sends=True)
         return answer
 
