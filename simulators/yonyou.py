@@ -5,8 +5,8 @@ U8 (:class:`U8Simulator`): ``GET /system/token``, ``GET /system/tradeid`` (one f
 write; a reused one is refused), ``POST /api/<resource>/<operation>?from_account&to_account&app_key
 &token&tradeid[&sync=1]`` for ``materialout/add``, ``productin/add``, ``transvouch/add`` (body
 wrapped in the resource name; without ``sync=1`` the answer is a result URL to poll), and
-``GET /api/currentstock/batch_get`` paged by ``page_index``/``rows_per_page``. Answers carry
-``errcode``/``errmsg``.
+``GET /api/currentstock/batch_get`` paged by ``page_index``/``rows_per_page``, and
+``GET /api/<resource>/get?id=<voucher code>`` (one voucher). Answers carry ``errcode``/``errmsg``.
 
 YonBIP (:class:`YonBIPSimulator`): ``getAccessToken`` on both paths with the HMAC signature
 checked by :func:`connectors.yonyou_auth.access_token_signature`; business calls under
@@ -17,14 +17,20 @@ configurable paths with ``resubmitCheckKey`` (≤ 32 characters, a repeat refuse
 
 Error codes and texts not given by DIALECTS.md are this simulator's own wording.
 
-Run: ``python -m simulators.yonyou --mode u8|yonbip --port P [...]``
+Run: ``python -m simulators.yonyou --mode u8|yonbip --port P [...]``, or
+``conveyor simulate yonyou-u8`` / ``conveyor simulate yonbip`` (:class:`U8Server`,
+:class:`YonBIPServer`: the shared options, and the simulator's own through ``Options.extra``).
 """
 
 from __future__ import annotations
 
 import argparse
 import hmac
+import inspect
+import json
 import math
+import socketserver
+import threading
 import uuid
 from collections.abc import Mapping, Sequence
 from datetime import datetime
@@ -34,6 +40,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from connectors.yonyou_auth import access_token_signature
+from simulators import Options
 from simulators._erp import (
     JSON,
     ErpSimulator,
@@ -157,6 +164,8 @@ class U8Simulator(ErpSimulator):
                 raise _U8Error(U8_BAD_ACCOUNT, f"目标账套[{query.get('to_account')}]不存在")
             if (resource, operation) == ("currentstock", "batch_get"):
                 return self._current_stock(query)
+            if operation == "get" and (resource, "add") in U8_WRITES:
+                return self._get(resource, query.get("id", ""))
             if (resource, operation) not in U8_WRITES:
                 raise _U8Error(U8_NOT_FOUND, f"不支持的接口：{resource}/{operation}")
             self._use_tradeid(query.get("tradeid", ""))
@@ -269,6 +278,14 @@ class U8Simulator(ErpSimulator):
         }
         self.store.put("u8:" + resource, voucher_id, saved)
         return {"errcode": U8_OK, "errmsg": "", "id": voucher_id, "tradeid": trade_id, "code": code}
+
+    def _get(self, resource: str, code: str) -> SimResponse:
+        """``GET /api/<resource>/get?id=<voucher code>``: one voucher, header and body."""
+        for saved in self.store.all("u8:" + resource).values():
+            if code and saved["header"].get("code") == code:
+                voucher = {**saved["header"], "id": saved["id"], "entry": saved["body"]}
+                return json_response({"errcode": U8_OK, "errmsg": "", resource: voucher})
+        raise _U8Error(U8_NOT_FOUND, f"单据[{code}]不存在")
 
     def _warehouse(self, header: Mapping[str, Any], name: str) -> str:
         code = str(header.get(name) or "")
@@ -680,8 +697,15 @@ class YonBIPSimulator(ErpSimulator):
         key = str(data.get("resubmitCheckKey") or "")
         if len(key) > RESUBMIT_KEY_MAX:
             raise _BipError(BIP_ERROR, f"resubmitCheckKey长度不能超过{RESUBMIT_KEY_MAX}位")
-        if key and self.store.get("bip:resubmit", key) is not None:
-            raise _BipError(BIP_ERROR, f"重复提交：resubmitCheckKey[{key}]已被使用，请勿重复提交")
+        earlier = self.store.get("bip:resubmit", key) if key else None
+        if earlier is not None:
+            # This simulator's choice (unconfirmed for real tenants): the refusal names the
+            # document the key already produced, so a client can record its number.
+            return _bip(
+                {"id": earlier["id"], "code": earlier["code"], "resubmitCheckKey": key},
+                BIP_ERROR,
+                f"重复提交：resubmitCheckKey[{key}]已被使用，请勿重复提交",
+            )
         org = str(data.get("org") or "")
         if not org:
             raise _BipError(BIP_ERROR, "库存组织[org]不能为空")
@@ -808,3 +832,129 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 if __name__ == "__main__":
     raise SystemExit(main())
+
+
+# ---------------------------------------------------------------------------------------------
+# ``conveyor simulate yonyou-u8`` / ``conveyor simulate yonbip``
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+def _option_value(name: str, default: Any, value: Any) -> Any:
+    """``value`` (text from ``--set KEY=VALUE``, or already typed) as the option's type, judged
+    by its default."""
+    if not isinstance(value, str):
+        return value
+    if isinstance(default, bool):
+        lowered = value.strip().lower()
+        if lowered not in _TRUE | _FALSE:
+            raise ValueError(f"simulator option {name}: {value!r} is not true or false")
+        return lowered in _TRUE
+    if isinstance(default, int):
+        return int(value)
+    if isinstance(default, float):
+        return float(value)
+    if name in ("save_paths", "faults"):
+        loaded = json.loads(value)
+        if not isinstance(loaded, dict):
+            raise ValueError(f"simulator option {name}: a JSON object is needed")
+        return loaded
+    return value
+
+
+def simulator_options(mode: str, extra: Mapping[str, Any]) -> dict[str, Any]:
+    """The simulator's own options from ``Options.extra`` (names with ``-`` or ``_``), typed;
+    an unknown name is refused with the list of known ones."""
+    known: dict[str, Any] = {}
+    for cls in (MODES[mode], ErpSimulator):
+        for parameter in inspect.signature(cls.__init__).parameters.values():
+            if parameter.kind is parameter.KEYWORD_ONLY and parameter.name != "faults":
+                known.setdefault(parameter.name, parameter.default)
+    chosen: dict[str, Any] = {}
+    for given, value in extra.items():
+        name = given.replace("-", "_")
+        if name not in known:
+            raise ValueError(
+                f"no {mode} simulator option {given!r}; known: {', '.join(sorted(known))}"
+            )
+        chosen[name] = _option_value(name, known[name], value)
+    return chosen
+
+
+class _Served:
+    """A Yonyou simulator as ``conveyor simulate`` runs it: made from :class:`simulators.Options`
+    (its faults; ``extra`` carries the simulator's own options), with ``url``, ``start()``,
+    ``serve_forever()`` and ``stop()``."""
+
+    mode = "yonbip"
+
+    def __init__(self, options: Options | None = None, host: str = "127.0.0.1") -> None:
+        options = options or Options()
+        faults = {
+            "latency_ms": int(options.latency_ms),
+            "fail_rate": float(options.fail_rate),
+            "drop_answer_rate": float(options.drop_answer_rate),
+            "seed": options.seed,
+        }
+        own = simulator_options(self.mode, options.extra)
+        faults.update(own.pop("faults", None) or {})
+        # reject_keys and echo_headers belong to the generic HTTP target: no meaning here
+        self.simulator = MODES[self.mode](faults=faults, **own)
+        self._server = SimServer((host, options.port), self.simulator)
+        self._serving = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    @classmethod
+    def from_options(cls, options: Options) -> _Served:
+        """The simulator ``conveyor simulate`` asked for."""
+        return cls(options)
+
+    @property
+    def url(self) -> str:
+        """Base URL, e.g. ``http://127.0.0.1:40123``."""
+        return self._server.url
+
+    def start(self) -> _Served:
+        """Serve on a background thread."""
+        self._serving.set()
+        self._thread = threading.Thread(target=self.serve_forever, daemon=True)
+        self._thread.start()
+        return self
+
+    def serve_forever(self) -> None:
+        """Serve on this thread until ``stop``."""
+        self._serving.set()
+        try:
+            self._server.serve_forever(poll_interval=0.05)
+        finally:
+            self._serving.clear()
+
+    def stop(self) -> None:
+        """Stop serving, close the socket and the simulator's state."""
+        if self._serving.is_set():  # shutdown() waits for a serving loop: only ask a running one
+            self._server.stopping.set()
+            socketserver.BaseServer.shutdown(self._server)
+        self._server.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+        self.simulator.close()
+
+    def __enter__(self) -> _Served:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+class YonBIPServer(_Served):
+    """``conveyor simulate yonbip``: the YonBIP open API simulator."""
+
+    mode = "yonbip"
+
+
+class U8Server(_Served):
+    """``conveyor simulate yonyou-u8``: the U8 OpenAPI gateway simulator."""
+
+    mode = "u8"
