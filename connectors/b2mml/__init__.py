@@ -40,6 +40,19 @@ def file_name(key: str) -> str:
     return quote(key, safe="-_.@+=") + ".xml"
 
 
+def _reference(response: Any) -> str | None:
+    """The MES's number for a document: ``id`` of a JSON answer, else the ``Location`` header."""
+    if "json" in response.headers.get("Content-Type", ""):
+        try:
+            answer = response.json()
+        except ValueError:
+            answer = None
+        if isinstance(answer, dict) and answer.get("id"):
+            return str(answer["id"])
+    location = response.headers.get("Location")
+    return str(location) if location else None
+
+
 class B2mmlConnector(Connector):
     """Production orders to an MES in B2MML (see the module docstring)."""
 
@@ -114,11 +127,14 @@ class B2mmlConnector(Connector):
         body = self.render(document)
         if self.out_dir is not None:
             return self._write(body, key)
+        headers = {"X-Conveyor-Key": key}
+        if idempotency_key:
+            headers["Idempotency-Key"] = idempotency_key
         response = self.http.request(
-            "POST", str(self.settings["url"]), sends=True, what="send", body=body
+            "POST", str(self.settings["url"]), sends=True, what="send", body=body, headers=headers
         )
         raise_for_status(response, name=self.name, what="send")
-        return SendResult(external_ref=response.headers.get("Location") or key)
+        return SendResult(external_ref=_reference(response) or key)
 
     def _write(self, body: bytes, key: str) -> SendResult:
         assert self.out_dir is not None
@@ -154,7 +170,7 @@ class B2mmlConnector(Connector):
         response = self.http.get(url)
         if response is None:
             return None
-        return SendResult(external_ref=key, already_present=True)
+        return SendResult(external_ref=_reference(response) or key, already_present=True)
 
     def close(self) -> None:
         """Close the HTTP session."""
