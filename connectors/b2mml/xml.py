@@ -43,6 +43,8 @@ PARSER_OPTIONS: dict[str, Any] = {
     "no_network": True,
     "load_dtd": False,
     "huge_tree": False,
+    "remove_comments": True,
+    "remove_pis": True,
 }
 """libxml2's own limits stay on (``huge_tree`` false: text nodes and depth are bounded)."""
 
@@ -114,15 +116,23 @@ _schemas: dict[Path, etree.XMLSchema] = {}
 _lock = threading.Lock()
 
 
+_paths: dict[tuple[str, str, str], Path] = {}
+
+
 def schema_path(xsd_dir: str | Path, namespace: str, document: str) -> Path:
     """The official schema file for ``document`` in ``xsd_dir`` (the folder of one version, or
     the folder holding ``V0600/`` and ``V0701/`` as MESA distributes them)."""
+    key = (str(xsd_dir), namespace, document)
+    found = _paths.get(key)
+    if found is not None:
+        return found
     file = SCHEMA_FILES.get((namespace, document))
     if file is None:
         raise UnreadableFileError(f"no B2MML schema is known for {document} in {namespace}")
     base = Path(xsd_dir)
     for candidate in (base / file, base / VERSIONS[namespace] / file):
         if candidate.is_file():
+            _paths[key] = candidate
             return candidate
     raise ConfigError(
         f"xsd_dir {base}: no {file} (get the official schemas from MESA International, "
@@ -133,10 +143,10 @@ def schema_path(xsd_dir: str | Path, namespace: str, document: str) -> Path:
 def schema(path: Path) -> etree.XMLSchema:
     """The compiled schema at ``path``: compiled once per process, then shared (lxml's
     ``XMLSchema`` may validate from several threads)."""
-    key = path.resolve()
-    found = _schemas.get(key)
+    found = _schemas.get(path)
     if found is not None:
         return found
+    key = path.resolve()
     with _lock:
         found = _schemas.get(key)
         if found is None:
@@ -145,6 +155,7 @@ def schema(path: Path) -> etree.XMLSchema:
             except (etree.XMLSchemaParseError, etree.XMLSyntaxError, OSError) as exc:
                 raise ConfigError(f"cannot compile the schema {key}: {exc}") from exc
             _schemas[key] = found
+        _schemas[path] = found
     return found
 
 

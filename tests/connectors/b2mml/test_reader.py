@@ -5,11 +5,13 @@ refused whole."""
 from __future__ import annotations
 
 import io
+import tracemalloc
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from connectors.b2mml import reader as reader_module
 from connectors.b2mml.reader import read
 from conveyor.connector import RawRecord
 from conveyor.errors import ConfigError, UnreadableFileError, UnreadableRecordError
@@ -19,6 +21,16 @@ from conveyor.mapping import MappingEngine
 from .conftest import DATA
 
 V0600_DOC = DATA / "production_performance_v0600.xml"
+
+
+@pytest.fixture(autouse=True, params=["whole", "streamed"])
+def way(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every test runs on both ways of reading: parsed whole, and streamed (large documents)."""
+    if request.param == "streamed":
+        monkeypatch.setattr(reader_module, "STREAM_ABOVE", 0)
+    return str(request.param)
+
+
 V07_DOC = DATA / "operations_performance_v07.xml"
 
 
@@ -186,6 +198,24 @@ def test_a_document_over_the_size_limit_is_refused() -> None:
     with pytest.raises(UnreadableFileError, match="max_document_bytes"):
         records(body, max_document_bytes=len(body) // 2)
     assert len(records(body, max_document_bytes=len(body))) == 3
+
+
+def test_a_large_document_streams_in_bounded_memory(tmp_path: Path, xsd_dir: Path) -> None:
+    from connectors.b2mml.samples import chunks
+
+    path = tmp_path / "big.xml"
+    with path.open("wb") as out:
+        for chunk in chunks(1, 20_000, "V0701"):
+            out.write(chunk)
+    tracemalloc.start()
+    with path.open("rb") as stream:
+        count = sum(1 for _ in read(stream, name="big", settings={"xsd_dir": str(xsd_dir)}))
+    _current, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert count == 20_000
+    size = path.stat().st_size
+    if reader_module.STREAM_ABOVE == 0:
+        assert peak < size / 4, (peak, size)  # records are handed on, never gathered
 
 
 def test_a_stream_that_cannot_seek_is_read_too(xsd_dir: Path) -> None:
