@@ -49,9 +49,17 @@ PARSER_OPTIONS: dict[str, Any] = {
 """libxml2's own limits stay on (``huge_tree`` false: text nodes and depth are bounded)."""
 
 
+_parsers = threading.local()
+
+
 def safe_parser() -> etree.XMLParser:
-    """An XML parser with entities, DTD loading and network access off."""
-    return etree.XMLParser(**PARSER_OPTIONS)
+    """An XML parser with entities, DTD loading and network access off: one per thread, reused
+    (a parser may not serve two threads at once, and making one costs as much as a small
+    parse)."""
+    parser: etree.XMLParser | None = getattr(_parsers, "parser", None)
+    if parser is None:
+        parser = _parsers.parser = etree.XMLParser(**PARSER_OPTIONS)
+    return parser
 
 
 class TooLarge(UnreadableFileError):
