@@ -661,27 +661,11 @@ def _misspelt_keyword(key: str) -> str | None:
 
 
 def _fast_getter(compiled: Any) -> Getter:
-    """Plain ``dict.get`` chains for field and sub-expression paths, JMESPath otherwise."""
-    ast = compiled.parsed
-    names: list[str] = []
-    if ast["type"] == "field":
-        names = [ast["value"]]
-    elif ast["type"] == "subexpression" and all(c["type"] == "field" for c in ast["children"]):
-        names = [c["value"] for c in ast["children"]]
-    if len(names) == 1:
-        return _key_getter(names[0])
-    if names:
-        first, rest = names[0], names[1:]
-
-        def chain(data: Any) -> Any:
-            value = data.get(first) if isinstance(data, dict) else None
-            for name in rest:
-                if not isinstance(value, dict):
-                    return None
-                value = value.get(name)
-            return value
-
-        return chain
+    """Plain ``dict.get`` chains for field and sub-expression paths (and ``a || b`` of them, as
+    B2MML mappings write where two versions name a field apart), JMESPath otherwise."""
+    plain = _plain_getter(compiled.parsed)
+    if plain is not None:
+        return plain
     search = compiled.search
     options = JMES_OPTIONS
 
@@ -692,6 +676,42 @@ def _fast_getter(compiled: Any) -> Getter:
             raise Fail("path", f"JMESPath {compiled.expression!r}: {exc}", None) from None
 
     return general
+
+
+def _plain_getter(ast: Mapping[str, Any]) -> Getter | None:
+    """A getter without JMESPath for a field, a chain of fields, or ``||`` of those; None for
+    anything else."""
+    if ast["type"] == "or_expression":
+        left, right = (_plain_getter(child) for child in ast["children"])
+        if left is None or right is None:
+            return None
+        first, second = left, right
+
+        def either(data: Any) -> Any:
+            value = first(data)
+            return value if _truthy(value) else second(data)
+
+        return either
+    names: list[str] = []
+    if ast["type"] == "field":
+        names = [ast["value"]]
+    elif ast["type"] == "subexpression" and all(c["type"] == "field" for c in ast["children"]):
+        names = [c["value"] for c in ast["children"]]
+    if len(names) == 1:
+        return _key_getter(names[0])
+    if not names:
+        return None
+    head, rest = names[0], names[1:]
+
+    def chain(data: Any) -> Any:
+        value = data.get(head) if isinstance(data, dict) else None
+        for name in rest:
+            if not isinstance(value, dict):
+                return None
+            value = value.get(name)
+        return value
+
+    return chain
 
 
 def _key_getter(name: str) -> Getter:

@@ -38,7 +38,7 @@ def run(root: Path, *args: str) -> tuple[int, str, str]:
 def test_check_ok(plant: Path) -> None:
     code, out, err = run(plant, "mappings", "check")
     assert code == 0
-    assert "6 mapping file(s), 6 table(s): ok" in out + err
+    assert "7 mapping file(s), 6 table(s): ok" in out + err
 
 
 def test_check_reports_file_and_line_without_traceback(plant: Path) -> None:
@@ -224,7 +224,7 @@ def test_ingest_with_an_unknown_system_lists_the_known_ones(plant: Path) -> None
     )  # fmt: skip
     assert code == 1
     assert "unknown system 'SAP': the known systems (mappings/*.yaml) are " in err
-    assert "kingdee, mes, sap, wms, yonbip, yonyou; did you mean 'sap'?" in err
+    assert "kingdee, mes, mes_b2mml, sap, wms, yonbip, yonyou; did you mean 'sap'?" in err
     assert "Traceback" not in out + err
     code, _, err = run(
         plant, "map", "--system", "wmss", "--type", "stock_transfer",

@@ -452,7 +452,10 @@ def test_every_shipped_outbound_mapping(mapping_engine: MappingEngine) -> None:
                     message_type, "hub", "K-1", payload, occurred_at="2026-11-21T08:00:00+08:00"
                 )
                 mapped[(system, message_type)] = mapping_engine.map_outbound(system, message)
-    assert len(mapped) == 18  # yonbip: material out, product in, transfer
+    assert len(mapped) == 19  # yonbip: material out, product in, transfer; mes_b2mml: schedule
+    assert mapped[("mes_b2mml", "production_order")]["MaterialRequirement"] == [
+        {"ID": "10", "MaterialDefinitionID": "P-4001", "Quantity": "60", "UnitOfMeasure": "pcs"}
+    ]
     kingdee = mapped[("kingdee", "stock_transfer")]["Model"]["FBillEntry"][0]
     assert kingdee["FSrcStockId"] == {"FNumber": "CK001"}
     assert "FLot" not in kingdee  # no lot: no empty {"FNumber": …} reference
