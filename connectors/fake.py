@@ -5,12 +5,14 @@ Settings: ``fail_first`` (transient failures before success), ``reject`` (always
 business error), ``reject_keys`` (refuse keys matching these patterns), ``drop_answer_keys``
 (keep the document, then fail as if the answer were lost: ambiguous, once per key),
 ``echo_secret`` (errors repeat the ``PASSWORD`` secret, as a careless target echoes credentials:
-the hub must never store it), ``store`` (keep documents in a named in-process store shared by every
-fake connector with that name — a worker's threads then see one target), ``records`` (inline raw
-records, or canonical messages) or ``records_file`` (a JSON-lines file, read lazily — large polls
-stream), ``snapshot_rows``. A poll's cursor is the number of records already handed out of that
-stream; every stream reads the same records, filtered to the stream's message type when a record
-names its ``type``. The conformance suite runs against it (``tests/connectors/test_fake.py``).
+the hub must never store it), ``notes`` (what the target says alongside every posting and
+lookup answer, as ``SendResult.detail["notes"]``: texts or message dicts), ``store`` (keep
+documents in a named in-process store shared by every fake connector with that name — a worker's
+threads then see one target), ``records`` (inline raw records, or canonical messages) or
+``records_file`` (a JSON-lines file, read lazily — large polls stream), ``snapshot_rows``. A
+poll's cursor is the number of records already handed out of that stream; every stream reads the
+same records, filtered to the stream's message type when a record names its ``type``. The
+conformance suite runs against it (``tests/connectors/test_fake.py``).
 """
 
 from __future__ import annotations
@@ -88,6 +90,7 @@ class FakeConnector(Connector):
             "reject_keys": {"type": "array", "items": {"type": "string"}},
             "drop_answer_keys": {"type": "array", "items": {"type": "string"}},
             "echo_secret": {"type": "boolean"},
+            "notes": {"type": "array", "items": {"type": ["string", "object"]}},
             "store": {"type": "string"},
             "password": {"type": "string", "secret": True},
         },
@@ -153,14 +156,19 @@ class FakeConnector(Connector):
                 raise TransientError(f"{self.name}: simulated outage (call {self.calls})")
             store = self.store
             if key in store.sent:
-                return SendResult(store.refs[key], already_present=True)
+                return SendResult(store.refs[key], already_present=True, detail=self._detail())
             store.sent[key] = document
             store.refs[key] = f"{self.name.upper()}-{next(store.numbers):06d}"
             store.posts[key] = store.posts.get(key, 0) + 1
             if _matches(key, self.settings.get("drop_answer_keys")) and key not in store.dropped:
                 store.dropped.add(key)
                 raise AmbiguousDeliveryError(f"{self.name}: kept {key}, then the answer was lost")
-            return SendResult(store.refs[key])
+            return SendResult(store.refs[key], detail=self._detail())
+
+    def _detail(self) -> dict[str, Any]:
+        """The answer's detail: the configured ``notes``, when there are any."""
+        notes = self.settings.get("notes")
+        return {"notes": list(notes)} if notes else {}
 
     def _echo(self, text: str) -> str:
         """The refusal's text as a connector passes it on: redacted (``conveyor.redact``), even
@@ -185,7 +193,7 @@ class FakeConnector(Connector):
     def lookup(self, *, message_type: str, key: str) -> SendResult | None:
         with self._lock:
             ref = self.store.refs.get(key)
-        return None if ref is None else SendResult(ref, already_present=True)
+        return None if ref is None else SendResult(ref, already_present=True, detail=self._detail())
 
     def snapshot(self) -> Iterator[RawRecord]:
         for index, row in enumerate(self.settings.get("snapshot_rows", []), start=1):

@@ -133,7 +133,8 @@ def stock(
 @click.argument("term")
 @pass_app
 def trace(app: AppContext, term: str) -> None:
-    """Everything the ledger knows about a message id, business key, order id or lot."""
+    """Everything the ledger knows about a message id, business key, order id or lot (with
+    each delivery's notes: what the target said alongside the posting)."""
     from conveyor.redact import redact_value
 
     found = redact_value(app.ledger.trace(term))  # reasons may quote what a target answered
@@ -169,6 +170,8 @@ def trace(app: AppContext, term: str) -> None:
                     else ""
                 )
             )
+            for note in d["notes"]:
+                echo(f"      note: {note}")
     for p in found["parked"]:
         where = f"{p['file']}:{p['line']}" if p["file"] else (p["system"] or "-")
         echo(f"parked #{p['id']} ({p['stage']}, {p['status']}) {where}: {clip(p['reason'], 2000)}")

@@ -7,9 +7,9 @@ A batch of jobs costs two statements whatever its size:
   On PostgreSQL the claim is a data-modifying CTE that also returns each claimed delivery's
   message, so claiming and loading are one round trip; on SQLite the messages are read in the
   same transaction right after.
-- **record** — the delivered ones in one ``UPDATE … FROM unnest(…)`` on PostgreSQL (an
-  ``executemany`` on SQLite); the rarer other outcomes (retrying, parked, …) in one
-  ``executemany``.
+- **record** — the delivered ones, with their external document numbers and notes, in one
+  ``UPDATE … FROM unnest(…)`` on PostgreSQL (an ``executemany`` on SQLite); the rarer other
+  outcomes (retrying, parked, …) in one ``executemany``.
 
 On PostgreSQL each statement runs on its own (autocommit): a single statement is atomic, and the
 batch saves the ``BEGIN``/``COMMIT`` round trips. Statements are built once with bind parameters,
@@ -82,11 +82,13 @@ MESSAGE = (
 
 @dataclass
 class Recorded:
-    """One outcome to write: ``delivered`` (with ``external_ref``) or another status."""
+    """One outcome to write: ``delivered`` (with ``external_ref`` and ``notes``, the JSON text of
+    ``conveyor.delivery.notes``) or another status."""
 
     delivery_id: int
     status: str
     external_ref: str | None = None
+    notes: str | None = None
     error: str | None = None
     due: datetime | None = None
     needs_lookup: bool = False
@@ -176,14 +178,19 @@ class BatchStatements:
                 func.unnest(
                     sql_cast(bindparam("b_ids"), ARRAY(BigInteger)),
                     sql_cast(bindparam("b_refs"), ARRAY(Text)),
+                    sql_cast(bindparam("b_notes"), ARRAY(Text)),
                 )
-                .table_valued("id", "ref")
+                .table_valued("id", "ref", "notes")
                 .render_derived(name="v")
             )
             self._delivered: Any = (
                 update(d)
                 .where(d.c.id == batch.c.id, d.c.status != "delivered")
-                .values(external_ref=batch.c.ref, **self._delivered_values(now))
+                .values(
+                    external_ref=batch.c.ref,
+                    notes=batch.c.notes,
+                    **self._delivered_values(now),
+                )
             )
         else:
             self._claim = claim
@@ -193,7 +200,11 @@ class BatchStatements:
             self._delivered = (
                 update(d)
                 .where(d.c.id == bindparam("b_id"), d.c.status != "delivered")
-                .values(external_ref=bindparam("b_ref"), **self._delivered_values(now))
+                .values(
+                    external_ref=bindparam("b_ref"),
+                    notes=bindparam("b_notes"),
+                    **self._delivered_values(now),
+                )
             )
         self._others = (
             update(d)
@@ -272,13 +283,19 @@ class BatchStatements:
                         "now": now,
                         "b_ids": [o.delivery_id for o in delivered],
                         "b_refs": [o.external_ref for o in delivered],
+                        "b_notes": [o.notes for o in delivered],
                     },
                 )
             elif delivered:
                 conn.execute(
                     self._delivered,
                     [
-                        {"now": now, "b_id": o.delivery_id, "b_ref": o.external_ref}
+                        {
+                            "now": now,
+                            "b_id": o.delivery_id,
+                            "b_ref": o.external_ref,
+                            "b_notes": o.notes,
+                        }
                         for o in delivered
                     ],
                 )

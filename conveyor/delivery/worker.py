@@ -16,7 +16,8 @@ For each batch of jobs from the transport, ``DeliveryCore.process``:
    whose answer was lost is ambiguous for every document in it, each looked up before it is
    posted again); to other targets one ``send`` per document;
 4. records the outcomes with one statement per kind (``batch_sql``): ``delivered`` with the
-   external document number (never set back to another status);
+   external document number and the notes of the target's answer, a lookup's too (``notes``:
+   SAP's warnings, …), never set back to another status;
    ``retrying`` after a transient error, with exponential backoff and jitter (``retry``), never
    sooner than a ``Retry-After`` the target asked for, until
    ``RetryPolicy.max_attempts``; ``parked`` with the full reason after a terminal error or when the
@@ -45,6 +46,7 @@ from sqlalchemy import Engine, Table, and_, case, func, or_, select, true, updat
 from conveyor.config import RetryPolicy
 from conveyor.delivery.batch_sql import BatchStatements, Recorded
 from conveyor.delivery.idempotent import business_key, deliver, idempotency_key, look_up_first
+from conveyor.delivery.notes import delivery_notes, encode_notes
 from conveyor.delivery.ordering import FINAL, blocker_of
 from conveyor.errors import (
     AmbiguousDeliveryError,
@@ -67,7 +69,7 @@ from conveyor.transport.liveness import (
 
 if TYPE_CHECKING:
     from conveyor.config import Project
-    from conveyor.connector import BatchItem, Connector
+    from conveyor.connector import BatchItem, Connector, SendResult
 
 log = logging.getLogger(__name__)
 
@@ -109,12 +111,26 @@ class _Outcome:
     status: str  # delivered · retrying · parked · needs_check
     error: str | None = None
     external_ref: str | None = None
+    notes: str | None = None
+    """The target's notes as stored (JSON text, ``conveyor.delivery.notes``)."""
     delay_s: float | None = None
     needs_lookup: bool = False
     already_present: bool = False
     blocked_by: int | None = None
     not_attempted: bool = False
     """Claimed but not tried (an earlier delivery of its chain failed): the attempt is undone."""
+
+
+def _delivered(delivery_id: int, result: SendResult) -> _Outcome:
+    """A delivery the target has (posted now, or found by a lookup): its document number and
+    the notes its answer carried."""
+    return _Outcome(
+        delivery_id,
+        "delivered",
+        external_ref=result.external_ref,
+        notes=encode_notes(delivery_notes(result.detail)) if result.detail else None,
+        already_present=result.already_present,
+    )
 
 
 def _error_text(exc: BaseException) -> str:
@@ -356,12 +372,7 @@ class DeliveryCore:
             )
         except Exception as exc:
             return self._failed(row, exc)
-        return _Outcome(
-            delivery_id,
-            "delivered",
-            external_ref=result.external_ref,
-            already_present=result.already_present,
-        )
+        return _delivered(delivery_id, result)
 
     def _failed(self, row: dict[str, Any], exc: BaseException) -> _Outcome:
         """The outcome of an attempt that raised (or a batch item that failed) with ``exc``."""
@@ -473,12 +484,7 @@ class DeliveryCore:
                 if row["needs_lookup"]:
                     found = look_up_first(connector, message_type=message["type"], key=key)
                     if found is not None:
-                        done[row["id"]] = _Outcome(
-                            row["id"],
-                            "delivered",
-                            external_ref=found.external_ref,
-                            already_present=True,
-                        )
+                        done[row["id"]] = _delivered(row["id"], found)
                         continue
                 item = BatchItem(
                     self.outbound(target, message),
@@ -503,12 +509,7 @@ class DeliveryCore:
                 continue
             for (row, _item), result in zip(group, results, strict=True):
                 if result.ok and result.result is not None:
-                    done[row["id"]] = _Outcome(
-                        row["id"],
-                        "delivered",
-                        external_ref=result.result.external_ref,
-                        already_present=result.result.already_present,
-                    )
+                    done[row["id"]] = _delivered(row["id"], result.result)
                 else:
                     error = result.error or AmbiguousDeliveryError(
                         f"{target} gave no outcome for {result.key}"
@@ -556,6 +557,7 @@ class DeliveryCore:
                     o.delivery_id,
                     o.status,
                     external_ref=o.external_ref,
+                    notes=o.notes,
                     error=o.error,
                     due=now + timedelta(seconds=o.delay_s) if o.delay_s is not None else None,
                     needs_lookup=o.needs_lookup,

@@ -32,6 +32,7 @@ from sqlalchemy import Connection, Engine, Table, or_, select, text, tuple_
 from sqlalchemy.dialects import postgresql, sqlite
 
 from conveyor import messages as canonical
+from conveyor.delivery.notes import decode_notes
 from conveyor.errors import ConveyorError, Problem, RecordError, ValidationError
 from conveyor.ledger.db import read_connection
 from conveyor.ledger.models import (
@@ -955,6 +956,7 @@ class Ledger:
                             "status": r.status,
                             "attempts": r.attempts,
                             "external_ref": r.external_ref,
+                            "notes": decode_notes(r.notes),
                             "last_error": r.last_error,
                             "delivered_at": r.delivered_at,
                             "updated_at": r.updated_at,

@@ -206,6 +206,9 @@ class DeliveryRow(Base):
     """The last attempt may have reached the target: look the document up before posting again."""
     blocked_by: Mapped[int | None] = mapped_column(BigInteger().with_variant(Integer, "sqlite"))
     """Parked behind this earlier (parked) delivery of the same ordering key."""
+    notes: Mapped[str | None] = mapped_column(Text)
+    """What the target said alongside the posting (a JSON list of lines, ``conveyor.delivery.
+    notes``); NULL when it said nothing."""
 
 
 class OutboxRow(Base):

@@ -309,6 +309,58 @@ def test_a_lost_commit_answer_posts_exactly_once_through_the_worker(
     db.dispose()
 
 
+def test_a_warning_row_is_kept_on_the_delivery_and_shown_by_trace(
+    sim: SapServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The worker posts through the simulator, which answers a ``W`` row: the delivery keeps it
+    as a note, and ``conveyor trace`` prints it under the delivery (``--json`` lists it)."""
+    import json
+    import shutil
+
+    from click.testing import CliRunner
+
+    from conveyor.cli import main
+    from conveyor.config import RetryPolicy
+    from conveyor.delivery.worker import Worker, WorkerOptions
+    from conveyor.ledger import Ledger
+    from conveyor.ledger.db import make_engine
+    from conveyor.routing import Router
+
+    sim.simulator.configure(warn_refs={reference("mes:C-8/1"): "Batch is near expiry"})
+    db_url = f"sqlite:///{tmp_path / 'ledger.db'}"
+    db = make_engine(db_url)
+    ledger = Ledger(db, Router.from_config([{"type": "material_consumption", "source": "mes",
+                                              "targets": ["sap"]}]))  # fmt: skip
+    ledger.upgrade()
+    payload = {"order_id": "1000123", "material": "RM-1001", "location": "1000/RM",
+               "lot": "", "quantity": "2.5", "uom": "KG"}  # fmt: skip
+    ledger.accept_batch([message("material_consumption", "C-8/1", **payload)])
+    connector = sap(sim, "mc")
+    worker = Worker(
+        db,
+        targets=["sap"],
+        policy=RetryPolicy(max_attempts=2, base_delay_s=0.05, max_delay_s=0.2),
+        options=WorkerOptions(concurrency=1, batch_size=10, heartbeat_s=0.3, stale_after_s=5),
+        connectors={"sap": connector},
+        mapping=MappingEngine.load(Project.load(REPO)),
+    )
+    assert worker.run(until_idle=True, timeout=60).idle
+    connector.close()
+    db.dispose()
+    project = tmp_path / "project"
+    project.mkdir()
+    shutil.copy(REPO / "conveyor.yaml", project / "conveyor.yaml")
+    monkeypatch.setenv("CONVEYOR_DB_URL", db_url)
+    shown = CliRunner().invoke(main, ["--project", str(project), "trace", "C-8/1"])
+    assert shown.exit_code == 0, shown.output
+    lines = shown.output.splitlines()
+    at = next(i for i, line in enumerate(lines) if line.startswith("  → sap: delivered"))
+    assert lines[at + 1].startswith("      note: W M7 139 Batch is near expiry")
+    as_json = CliRunner().invoke(main, ["--project", str(project), "--json", "trace", "C-8/1"])
+    (delivery,) = json.loads(as_json.output)["messages"][0]["deliveries"]
+    assert any(note.startswith("W M7 139 Batch is near expiry") for note in delivery["notes"])
+
+
 def test_snapshot_reads_mard_and_mchb_page_by_page(sim: SapServer, engine: MappingEngine) -> None:
     sim.simulator.set_stock_rows(
         [
