@@ -682,16 +682,11 @@ def _plain_getter(ast: Mapping[str, Any]) -> Getter | None:
     """A getter without JMESPath for a field, a chain of fields, or ``||`` of those; None for
     anything else."""
     if ast["type"] == "or_expression":
-        left, right = (_plain_getter(child) for child in ast["children"])
-        if left is None or right is None:
+        alternatives = [_plain_getter(child) for child in _alternatives(ast)]
+        getters = [getter for getter in alternatives if getter is not None]
+        if len(getters) != len(alternatives):
             return None
-        first, second = left, right
-
-        def either(data: Any) -> Any:
-            value = first(data)
-            return value if _truthy(value) else second(data)
-
-        return either
+        return _first_truthy(getters)
     names: list[str] = []
     if ast["type"] == "field":
         names = [ast["value"]]
@@ -701,6 +696,56 @@ def _plain_getter(ast: Mapping[str, Any]) -> Getter | None:
         return _key_getter(names[0])
     if not names:
         return None
+    return _chain(names)
+
+
+def _alternatives(ast: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    """The operands of ``a || b || c`` in order (JMESPath nests them to the left)."""
+    if ast["type"] != "or_expression":
+        return [ast]
+    left, right = ast["children"]
+    return [*_alternatives(left), *_alternatives(right)]
+
+
+def _first_truthy(getters: Sequence[Getter]) -> Getter:
+    """``a || b || …`` in one call: the first truthy value, else the last value (as JMESPath);
+    one loop instead of a nested closure per ``||``, and truthiness inlined (run per record)."""
+    alternatives = tuple(getters)
+
+    def either(data: Any) -> Any:
+        value = None
+        for getter in alternatives:
+            value = getter(data)
+            if value is None or value is False:
+                continue
+            if isinstance(value, str | list | dict) and not value:
+                continue
+            return value
+        return value
+
+    return either
+
+
+def _chain(names: Sequence[str]) -> Getter:
+    """``a.b`` / ``a.b.c``: nested ``dict.get``s, unrolled for the usual two and three names
+    (a B2MML record is ``Element.Child[.Leaf]``), a loop beyond."""
+    if len(names) == 2:
+        first, second = names
+
+        def chain_two(data: Any) -> Any:
+            value = data.get(first) if isinstance(data, dict) else None
+            return value.get(second) if isinstance(value, dict) else None
+
+        return chain_two
+    if len(names) == 3:
+        first, second, third = names
+
+        def chain_three(data: Any) -> Any:
+            value = data.get(first) if isinstance(data, dict) else None
+            value = value.get(second) if isinstance(value, dict) else None
+            return value.get(third) if isinstance(value, dict) else None
+
+        return chain_three
     head, rest = names[0], names[1:]
 
     def chain(data: Any) -> Any:

@@ -17,13 +17,29 @@ RECORDS: list[Any] = [
     {"a": {"b": []}, "c": {}},
     {"a": {"b": 0}, "c": "y"},
     {"a": {"b": False}},
+    {"a": {"b": {"c": "deep", "d": {"e": 1}}}, "c": "y"},
+    {"a": {"b": {"c": "", "d": "not an object"}}, "c": {"d": 0}},
+    {"a": {"b": {"c": None, "d": {"e": None}}}},
     {},
     "text",
 ]
 
 
 @pytest.mark.parametrize(
-    "expression", ["a.b || c", "a.b || c.d || c", "c || a.b", "a.b", "a.b || `1`", "x || a.b"]
+    "expression",
+    [
+        "a.b || c",
+        "a.b || c.d || c",
+        "c || a.b",
+        "a.b",
+        "a.b || `1`",
+        "x || a.b",
+        "a.b.c || c.d || a.b.d.e",
+        "(a.b.c || c) || (x || c.d)",
+        "a.b.d.e",
+        "a.b.d.e || a.b.c",
+        "x || y || z",
+    ],
 )
 def test_fast_paths_answer_as_jmespath(expression: str) -> None:
     compiled = jmespath.compile(expression)
