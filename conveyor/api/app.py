@@ -694,7 +694,6 @@ def _routes(app: FastAPI) -> None:
             **AUTH_ERRORS,
             200: {"content": {"text/plain": {"schema": {"type": "string"}}}},
         },
-        response_class=PlainTextResponse,
         dependencies=[Read],
     )
     def get_metrics(hub: HubDep) -> Response:
@@ -762,17 +761,22 @@ def _model(model: type[BaseModel], body: bytes) -> Any:
 
 def _accept_body(hub: Hub, body: bytes, request_id: str) -> tuple[dict[str, Any], int]:
     """Parse, accept and count the messages of one ``POST /v1/messages`` body."""
+    from conveyor.errors import UnreadableRecordError
     from conveyor.ledger import Origin
     from conveyor.mapping.readers import decode_bytes
     from conveyor.messages import records_of_text
 
     text, encoding, marked = decode_bytes(body)
-    if not text.strip():
-        raise HTTPException(422, "empty body: send one canonical message or an array of them")
     records: list[Any] = []
     origins: list[Origin | None] = []
     name = f"http:{request_id}"
-    for line, record in records_of_text(text, hub.project.limits, encoding=encoding, marked=marked):
+    found = records_of_text(text, hub.project.limits, encoding=encoding, marked=marked)
+    if not text.strip():  # parked like any unreadable record, so the answer has one shape
+        empty = UnreadableRecordError(
+            "empty body: send one canonical message or an array of them", rule="json", text=""
+        )
+        found = iter([(1, empty)])
+    for line, record in found:
         if len(records) >= hub.settings.max_messages:
             raise HTTPException(
                 413,
