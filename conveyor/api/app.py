@@ -11,6 +11,7 @@ quantities as exact decimal strings and pass through ``conveyor.redact``.
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 import logging
@@ -29,6 +30,7 @@ from pydantic import ValidationError as ModelError
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from conveyor.api import schemas as s
+from conveyor.api.batcher import GroupCommit
 from conveyor.api.guards import BodyLimit, jsonable, read_body, xml_refusal
 from conveyor.api.metrics import Metrics
 from conveyor.api.tokens import TokenInfo, TokenStore
@@ -40,6 +42,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 VERSION = "1"
+INLINE_PARSE_BYTES = 64 * 1024
 
 
 @dataclass(frozen=True)
@@ -77,6 +80,7 @@ class Hub:
     tokens: TokenStore
     metrics: Metrics
     alerts: AlertChecker
+    accepter: GroupCommit
     _engine: Any = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -258,6 +262,7 @@ def create_app(
         tokens=tokens or TokenStore.of_project(project.root),
         metrics=metrics,
         alerts=AlertChecker(project, ledger),
+        accepter=GroupCommit(ledger),
     )
     app = FastAPI(
         title="Conveyor hub API",
@@ -344,7 +349,12 @@ def _routes(app: FastAPI) -> None:
         hub: Hub = request.app.state.hub
         body = await read_body(request, hub.settings.max_body_bytes)
         request_id = uuid.uuid4().hex
-        answer, status = await run_in_threadpool(_accept_body, hub, body, request_id)
+        if len(body) < INLINE_PARSE_BYTES:  # a small body parses faster than a thread hop
+            records, origins = _parse_messages(hub, body, request_id)
+        else:
+            records, origins = await run_in_threadpool(_parse_messages, hub, body, request_id)
+        results = await asyncio.wrap_future(hub.accepter.submit(records, origins))
+        answer, status = _answer_messages(hub, records, results, request_id)
         return _json(answer, status)
 
     @app.post(
@@ -759,8 +769,9 @@ def _model(model: type[BaseModel], body: bytes) -> Any:
         raise HTTPException(422, safe_text(exc, 1000)) from None
 
 
-def _accept_body(hub: Hub, body: bytes, request_id: str) -> tuple[dict[str, Any], int]:
-    """Parse, accept and count the messages of one ``POST /v1/messages`` body."""
+def _parse_messages(hub: Hub, body: bytes, request_id: str) -> tuple[list[Any], list[Any]]:
+    """The records of one ``POST /v1/messages`` body with their origins (``http:<request>`` and
+    line); a record that cannot be read is an ``UnreadableRecordError`` in its place."""
     from conveyor.errors import UnreadableRecordError
     from conveyor.ledger import Origin
     from conveyor.mapping.readers import decode_bytes
@@ -784,7 +795,13 @@ def _accept_body(hub: Hub, body: bytes, request_id: str) -> tuple[dict[str, Any]
             )
         records.append(record)
         origins.append(Origin(file=name, line=line))
-    results = hub.ledger.accept_batch(records, origins)
+    return records, origins
+
+
+def _answer_messages(
+    hub: Hub, records: list[Any], results: list[AcceptResult], request_id: str
+) -> tuple[dict[str, Any], int]:
+    """The answer to one ``POST /v1/messages`` and its status; the metrics counted."""
     items = []
     counts: dict[str, int] = {}
     for index, (record, result) in enumerate(zip(records, results, strict=True)):
