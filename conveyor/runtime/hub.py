@@ -227,4 +227,5 @@ class OneMachine:
             self.worker.stop()
         for thread in self._threads:
             thread.join(timeout=90)
+        self.app.state.hub.accepter.stop()  # the API answered its last request already
         self.say("stopped")
