@@ -34,6 +34,7 @@ from conveyor.api.batcher import GroupCommit
 from conveyor.api.guards import BodyLimit, jsonable, read_body, xml_refusal
 from conveyor.api.metrics import Metrics
 from conveyor.api.tokens import TokenInfo, TokenStore
+from conveyor.errors import ConfigError
 from conveyor.redact import redact_value, safe_text
 
 if TYPE_CHECKING:
@@ -292,6 +293,12 @@ def create_app(
         log.error("ledger error on %s: %s", request.url.path, safe_text(exc))
         return _json({"detail": database_problem(exc) or "the ledger failed"}, 503)
 
+    @app.exception_handler(ConfigError)
+    async def _misconfigured(request: Request, exc: Exception) -> JSONResponse:
+        # a broken mapping or master-data file: nothing was taken, the sender may try again
+        log.error("configuration error on %s: %s", request.url.path, safe_text(exc))
+        return _json({"detail": f"the hub's configuration is broken: {safe_text(exc, 500)}"}, 503)
+
     _routes(app)
     return app
 
@@ -376,7 +383,6 @@ def _routes(app: FastAPI) -> None:
         mapped and accepted as a dropped file would be: counts and the parked reasons."""
         from conveyor import formats
         from conveyor.api.ingest import format_for, is_xml, media_type
-        from conveyor.errors import ConfigError
         from conveyor.messages import MESSAGE_TYPES
 
         hub: Hub = request.app.state.hub
