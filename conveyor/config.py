@@ -31,6 +31,8 @@ class SystemConfig:
     tracks_lots: bool = True
     batch_size: int = 100
     """Documents per ``send_batch`` call when the connector can send batches (1: one per call)."""
+    poll_every: float | None = None
+    """Seconds between polls or receive passes under ``conveyor up`` (None: see the schema)."""
 
 
 @dataclass(frozen=True)

@@ -107,6 +107,7 @@ def test_required_dependencies_are_imported() -> None:
     import_names = {
         "sqlalchemy": "sqlalchemy",
         "psycopg[binary]": "psycopg",
+        "uvicorn[standard]": "uvicorn",  # the extra brings httptools and uvloop, used by uvicorn
         "pyyaml": "yaml",
         "charset-normalizer": "charset_normalizer",
         "tzdata": None,  # zoneinfo's data on machines without a system tz database

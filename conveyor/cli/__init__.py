@@ -47,9 +47,18 @@ def main(ctx: click.Context, project: str | None, as_json: bool) -> None:
 
 
 def _register() -> None:
-    from conveyor.cli import consume, delivery, ledger, mapping, reconcile, runtime, simulate
+    from conveyor.cli import (
+        consume,
+        delivery,
+        ledger,
+        mapping,
+        reconcile,
+        runtime,
+        serve,
+        simulate,
+    )
 
-    for module in (ledger, mapping, delivery, reconcile, runtime, simulate, consume):
+    for module in (ledger, mapping, delivery, reconcile, runtime, simulate, consume, serve):
         module.register(main)
 
 
