@@ -47,9 +47,9 @@ def main(ctx: click.Context, project: str | None, as_json: bool) -> None:
 
 
 def _register() -> None:
-    from conveyor.cli import delivery, ledger, mapping, reconcile, runtime, simulate
+    from conveyor.cli import delivery, ledger, mapping, reconcile, runtime, simulate, watch
 
-    for module in (ledger, mapping, delivery, reconcile, runtime, simulate):
+    for module in (ledger, mapping, delivery, reconcile, runtime, simulate, watch):
         module.register(main)
 
 
