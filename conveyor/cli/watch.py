@@ -12,7 +12,8 @@ from __future__ import annotations
 import signal
 import sys
 import time
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from collections.abc import Iterable, Iterator
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
 
 import click
 
@@ -21,6 +22,8 @@ from conveyor.cli.common import AppContext, emit_json, pass_app
 if TYPE_CHECKING:
     from conveyor.connector import Connector
     from conveyor.runtime.inbound import ReceiveResult
+
+T = TypeVar("T")
 
 ONCE_PATIENCE_S = 600.0
 """``--once`` waits at most this long for files still being written."""
@@ -145,6 +148,35 @@ def _pass(
             + f": {_counts_text(result.counts)}"
         )
     return result
+
+
+def with_progress(records: Iterable[T], label: str) -> Iterator[T]:
+    """``records`` as they are read, with a progress line (count and rate) on a terminal's
+    stderr; nothing is drawn when stderr is not a terminal (logs and pipes stay clean)."""
+    from rich.console import Console
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    console = Console(stderr=True)
+    if not console.is_terminal:
+        yield from records
+        return
+    columns = (
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        TextColumn("{task.completed:,} records"),
+        TextColumn("{task.fields[rate]}"),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns, console=console, transient=True) as progress:
+        task = progress.add_task(label, total=None, rate="")
+        started, count = time.monotonic(), 0
+        for record in records:
+            yield record
+            count += 1
+            if count % 1000 == 0:
+                elapsed = max(time.monotonic() - started, 1e-6)
+                progress.update(task, completed=count, rate=f"{count / elapsed:,.0f}/s")
+        progress.update(task, completed=count)
 
 
 def register(main: click.Group) -> None:
