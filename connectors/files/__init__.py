@@ -44,7 +44,7 @@ from typing import Any, ClassVar
 from connectors.files.inbox import FOLDERS, Claimed, DropFolders, safe_name
 from connectors.files.outbox import FileWriter
 from conveyor.connector import Connector, RawRecord, ReceivedUnit, SendResult
-from conveyor.errors import ConfigError
+from conveyor.errors import ConfigError, TransientError
 from conveyor.messages import MESSAGE_TYPES
 
 log = logging.getLogger(__name__)
@@ -292,8 +292,12 @@ class FilesConnector(Connector):
         key: str,
         idempotency_key: str | None = None,
     ) -> SendResult:
-        """Write ``document`` as a file in the outbox (never twice for one key)."""
-        name, present = self.writer.write(document, message_type=message_type, key=key)
+        """Write ``document`` as a file in the outbox (never twice for one key). A folder that
+        cannot be written (a share gone, a full disk) is transient: the delivery is retried."""
+        try:
+            name, present = self.writer.write(document, message_type=message_type, key=key)
+        except OSError as exc:
+            raise TransientError(f"outbox of {self.name}: {exc.strerror or exc}") from exc
         return SendResult(external_ref=name, already_present=present)
 
     def lookup(self, *, message_type: str, key: str) -> SendResult | None:
