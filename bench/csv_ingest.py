@@ -44,8 +44,10 @@ messages:
       occurred_at: {column: 完成时间, parse: {date: "%Y-%m-%d %H:%M:%S"}}
       fields:
         material: {column: 物料编码, lookup: {table: materials, from: wms_sku, to: material}}
-        from_location: {column: 源库位, lookup: {table: locations, from: wms_location, to: location}}
-        to_location: {column: 目标库位, lookup: {table: locations, from: wms_location, to: location}}
+        from_location:
+          {column: 源库位, lookup: {table: locations, from: wms_location, to: location}}
+        to_location:
+          {column: 目标库位, lookup: {table: locations, from: wms_location, to: location}}
         lot: {column: 批次, default: ""}
         quantity: {column: 数量, parse: decimal}
         uom: {column: 单位}
@@ -195,8 +197,18 @@ def main() -> None:
     ratio = value / anchor_rate
     table(
         [
-            ("conveyor watch --once (whole process)", f"{value:,.0f}", f"{elapsed:.1f}", f"{rss:.0f}"),
-            ("anchor: Ledger.accept_batch, 1,000", f"{anchor_rate:,.0f}", f"{n / anchor_rate:.1f}", "-"),
+            (
+                "conveyor watch --once (whole process)",
+                f"{value:,.0f}",
+                f"{elapsed:.1f}",
+                round(rss),
+            ),
+            (
+                "anchor: Ledger.accept_batch, 1,000",
+                f"{anchor_rate:,.0f}",
+                f"{n / anchor_rate:.1f}",
+                "-",
+            ),
         ],
         ["run", "rows/s", "seconds", "peak RSS MB"],
     )
