@@ -87,6 +87,10 @@ class ReceivedUnit:
     The driver accepts or parks every record of ``records`` and commits, and only then calls
     ``ack()``; a unit that cannot be read at all is given to ``fail(reason)`` (the file goes to
     ``error/``, the AMQP message is rejected without requeue) after the reason is parked.
+
+    Records that carry a ``cursor`` (distinct within the unit, in a stable order) are resumable:
+    the driver saves the cursor with each batch, and a unit with the same ``content_hash`` offered
+    again after a crash skips the records up to the saved one.
     """
 
     name: str
@@ -96,6 +100,9 @@ class ReceivedUnit:
     message_type: str | None = None
     content_hash: str | None = None
     """When given, a unit whose hash the ledger has already taken in is acknowledged unread."""
+    report: Callable[[Mapping[str, Any]], None] | None = None
+    """When given, told what became of the unit's records (counts, parked records with their
+    lines) once they are committed, before ``ack``/``fail``: a file drop writes a result file."""
 
 
 @dataclass(frozen=True)

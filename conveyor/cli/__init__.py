@@ -56,9 +56,10 @@ def _register() -> None:
         runtime,
         serve,
         simulate,
+        watch,
     )
 
-    for module in (ledger, mapping, delivery, reconcile, runtime, simulate, consume, serve):
+    for module in (ledger, mapping, delivery, reconcile, runtime, simulate, consume, serve, watch):
         module.register(main)
 
 

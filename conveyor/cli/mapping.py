@@ -230,6 +230,7 @@ def ingest(app: AppContext, system: str, message_type: str, files: tuple[Path, .
     reason; `conveyor mappings unmapped` lists the missing codes and `conveyor replay` maps them
     again once the rows are added. Exit 1 when any record was parked or rejected.
     """
+    from conveyor.cli.watch import with_progress
     from conveyor.errors import ConfigError
     from conveyor.mapping.ingest import ingest_records
     from conveyor.mapping.readers import read_raw
@@ -251,7 +252,7 @@ def ingest(app: AppContext, system: str, message_type: str, files: tuple[Path, .
                 engine,
                 system,
                 message_type,
-                read_raw(path, readable[path], app.project.limits),
+                with_progress(read_raw(path, readable[path], app.project.limits), path.name),
                 on_problem=problems.append,
             )
         except ConfigError as exc:

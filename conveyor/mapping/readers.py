@@ -93,7 +93,13 @@ def detect_encoding(sample: bytes, where: str | None = None) -> str:
 
     best = from_bytes(sample).best()
     name = best.encoding.lower().replace("-", "").replace("_", "") if best else ""
-    if name in _CHINESE or name.startswith("gb") or name in _CJK or best is None:
+    if (
+        name in _CHINESE
+        or name.startswith("gb")
+        or name in _CJK
+        or best is None
+        or _gb_pairs(sample)
+    ):
         # Short Chinese texts are often guessed as Korean or Japanese: every GBK text also decodes
         # as some other double-byte code page. In a factory export, GB18030 is the likely one.
         try:
@@ -114,6 +120,20 @@ def detect_encoding(sample: bytes, where: str | None = None) -> str:
         "save it as UTF-8, or declare the encoding in the system's mapping "
         "(csv: {encoding: ...})"
     )
+
+
+_GB2312_PAIR = re.compile(rb"[\xa1-\xf7][\xa1-\xfe]")
+_HIGH = re.compile(rb"[\x80-\xff]")
+GB_PAIR_SHARE = 0.95
+"""A sample whose high bytes stand almost all in GB2312 pairs (lead and trail both >= 0xA1) is
+Chinese, whatever single-byte code page charset-normalizer prefers: a long export repeating a few
+Chinese words (a unit column of 克) is otherwise guessed as a Cyrillic code page. Text in a
+single-byte code page has lone high bytes between ASCII letters, and seldom decodes as GB18030."""
+
+
+def _gb_pairs(sample: bytes) -> bool:
+    high = len(_HIGH.findall(sample))
+    return high >= 4 and 2 * len(_GB2312_PAIR.findall(sample)) >= GB_PAIR_SHARE * high
 
 
 _REPLACED = re.compile("\ufffd+")

@@ -15,7 +15,8 @@ source (``unit.ack()``). A unit that cannot be read is parked with its reason an
 ``unit.fail(reason)``; a unit whose records could not be stored (the database refused) is neither
 acknowledged nor failed, so its source offers it again. A unit with a ``content_hash`` the ledger
 has already taken in is acknowledged unread; the hash is marked in the same transaction as the
-unit's last batch.
+unit's last batch. Records of a hashed unit that carry a cursor (a file's rows) have it saved with
+each batch, so a unit offered again after a crash resumes after the last committed batch.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from conveyor.errors import ConfigError
 from conveyor.ledger import Checkpoint
-from conveyor.ledger.core import received_mark
+from conveyor.ledger.core import RECEIVED_PREFIX, received_mark
 from conveyor.mapping.ingest import BATCH, Ingestion, Listener
 from conveyor.redact import safe_text
 
@@ -75,6 +76,8 @@ class ReceiveResult:
     already_taken: int = 0
     failed: int = 0
     records: int = 0
+    resumed: int = 0
+    """Records skipped because a crashed earlier pass had committed them."""
     counts: dict[str, int] = field(default_factory=dict)
     errors: list[dict[str, str]] = field(default_factory=list)
 
@@ -88,6 +91,7 @@ class ReceiveResult:
             "failed": self.failed,
             "not_acknowledged": len(self.errors),
             "records": self.records,
+            "resumed": self.resumed,
             **self.counts,
             "errors": self.errors,
         }
@@ -152,6 +156,10 @@ def poll_streams(
     ]
 
 
+UNIT_PROBLEMS = 1000
+"""Parked records of one unit described in its report (the rest are counted; all are parked)."""
+
+
 class _Unreadable(Exception):
     """Reading a unit's records failed (not storing them)."""
 
@@ -168,6 +176,13 @@ def _read(unit: ReceivedUnit) -> Iterator[RawRecord]:
         except Exception as exc:  # whatever the reader raised, the unit cannot be read
             raise _Unreadable(f"{unit.name}: cannot be read: {exc}") from exc
         yield raw
+
+
+def resume_stream(content_hash: str) -> str:
+    """The checkpoint stream holding how far a unit with ``content_hash`` was committed (its
+    records' cursor). It sorts with the received-unit marks, so cursor listings leave it out."""
+    stream = received_mark("", content_hash, "").stream.removeprefix(RECEIVED_PREFIX)
+    return f"{RECEIVED_PREFIX}at:{stream}"[:100]
 
 
 def receive_units(
@@ -191,12 +206,20 @@ def receive_units(
             _acknowledge(unit, result)
             result.already_taken += 1
             continue
+        problems: list[dict[str, Any]] = []
+
+        def tell(notice: dict[str, Any], problems: list[dict[str, Any]] = problems) -> None:
+            if len(problems) < UNIT_PROBLEMS:
+                problems.append(notice)
+            if on_problem is not None:
+                on_problem(notice)
+
         ingestion = Ingestion(
             ledger,
             engine,
             connector.name,
             batch_size=batch_size,
-            on_problem=on_problem,
+            on_problem=tell,
             canonical_without_mapping=True,
         )
         mark = (
@@ -204,12 +227,25 @@ def receive_units(
             if unit.content_hash
             else None
         )
+        resume = resume_stream(unit.content_hash) if unit.content_hash else None
+        done = ledger.checkpoint(connector.name, resume) if resume else None
+        resumed_after, skipped, records = done, 0, 0
         unreadable: str | None = None
         try:
             try:
                 for raw in _read(unit):
-                    result.records += 1
-                    ingestion.add(raw, raw.message_type or unit.message_type)
+                    if done is not None:  # committed by an earlier, interrupted pass
+                        skipped += 1
+                        if raw.cursor == done:
+                            done = None
+                        continue
+                    records += 1
+                    checkpoint = (
+                        Checkpoint(connector.name, resume, raw.cursor)
+                        if resume is not None and raw.cursor is not None
+                        else None
+                    )
+                    ingestion.add(raw, raw.message_type or unit.message_type, checkpoint=checkpoint)
             except _Unreadable as exc:
                 unreadable = safe_text(exc)
                 # parked in the unit's last transaction, with whatever was read before it
@@ -222,6 +258,27 @@ def receive_units(
             result.errors.append({"unit": unit.name, "reason": reason})
             continue
         result.add(counts)
+        result.records += records
+        result.resumed += skipped
+        if unit.report is not None:
+            try:
+                unit.report(
+                    {
+                        "records": records,
+                        "resumed_after": resumed_after,
+                        "resumed": skipped,
+                        **counts,
+                        "problems": problems,
+                        "problems_left_out": max(
+                            0,
+                            sum(counts.get(n, 0) for n in ("parked", "rejected", "conflict"))
+                            - len(problems),
+                        ),
+                        "unreadable": unreadable,
+                    }
+                )
+            except Exception as exc:  # committed already: a report is a courtesy, not the record
+                result.errors.append({"unit": unit.name, "reason": f"report: {safe_text(exc)}"})
         if unreadable is not None:
             result.failed += 1
             try:

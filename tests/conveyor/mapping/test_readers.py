@@ -34,6 +34,16 @@ def test_short_gbk_file_is_not_read_as_korean() -> None:
     assert list(rows[0].data)[:2] == ["物料编码", "仓库编码"]
 
 
+def test_a_long_gbk_export_repeating_few_chinese_words_is_not_read_as_cyrillic() -> None:
+    # mostly ASCII, one unit word per row: charset-normalizer alone guesses a Cyrillic code page
+    header = "任务号,物料编码,源库位,目标库位,批次,数量,单位,完成时间\n"
+    row = "MV{n:08d},SKU-1001,WH1-RM,WH1-L1,L2611-07,{n}.5,克,2026-11-21 08:00:00\n"
+    sample = (header + "".join(row.format(n=n) for n in range(3000))).encode("gbk")
+    assert detect_encoding(sample) == "gb18030"
+    # Cyrillic text is all high bytes too, but its odd-length words break the pairs
+    assert detect_encoding(("Привет мир, как дела у вас сегодня?" * 3).encode("cp1251")) == "cp1251"
+
+
 def test_bom_from_excel(tmp_path: Path) -> None:
     path = tmp_path / "bom.csv"
     path.write_bytes(codecs.BOM_UTF8 + "物料,数量\nA,1\n".encode())
