@@ -44,6 +44,7 @@ from conveyor.errors import (
     RejectedError,
     classify_http_status,
 )
+from conveyor.messages import json_default
 from conveyor.redact import safe_text
 from conveyor.runtime.http import HTTP_SETTINGS_SCHEMA, HttpClient
 
@@ -56,18 +57,6 @@ def _check_header(name: str, value: str) -> None:
         raise ValueError(f"invalid header name {name!r}")
     if "\r" in value or "\n" in value or "\0" in value:
         raise ValueError(f"invalid value for header {name}")
-
-
-def _json_default(value: object) -> object:
-    from decimal import Decimal
-
-    from conveyor.quantity import format_quantity
-
-    if isinstance(value, Decimal):
-        return format_quantity(value)
-    if hasattr(value, "isoformat"):
-        return value.isoformat()
-    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
 
 
 def _dig(data: Any, path: str) -> Any:
@@ -171,7 +160,7 @@ class RestConnector(Connector):
             what=f"send {key}",
             headers=headers,
             method=self.method,
-            encoder=_json_default,
+            encoder=json_default,
         )
         return SendResult(self._ref_of(response, f"send {key}"), already_present=False)
 
@@ -194,7 +183,7 @@ class RestConnector(Connector):
             what=what,
             headers=self._fixed_headers(),
             method=self.method,
-            encoder=_json_default,
+            encoder=json_default,
         )
         answer = self.http.answer_json(response, what=what)
         if not isinstance(answer, list):

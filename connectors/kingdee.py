@@ -52,6 +52,7 @@ from conveyor.errors import (
     RejectedError,
     TransientError,
 )
+from conveyor.messages import json_default
 from conveyor.redact import safe_text
 from conveyor.runtime.http import HTTP_SETTINGS_SCHEMA, HttpClient
 
@@ -140,16 +141,6 @@ def _nest(keys: Sequence[str], row: Sequence[Any]) -> dict[str, Any]:
 def _quote(text: str) -> str:
     """A literal of a FilterString (SQL-like: quotes doubled)."""
     return "'" + str(text).replace("'", "''") + "'"
-
-
-def _json_default(value: object) -> object:
-    from conveyor.quantity import format_quantity
-
-    if isinstance(value, Decimal):
-        return format_quantity(value)
-    if hasattr(value, "isoformat"):
-        return value.isoformat()
-    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
 
 
 def _messages(errors: Any) -> str:
@@ -429,7 +420,7 @@ class KingdeeConnector(Connector):
             url,
             sends=writes,
             what=what,
-            body=json.dumps(body, default=_json_default, ensure_ascii=False).encode(),
+            body=json.dumps(body, default=json_default, ensure_ascii=False).encode(),
             headers={"Content-Type": "application/json", **headers},
         )
         answer = self._parse(response, what=what, writes=writes)

@@ -45,6 +45,7 @@ from conveyor.errors import (
     RejectedError,
     TransientError,
 )
+from conveyor.messages import json_default
 from conveyor.redact import safe_text
 from conveyor.runtime.http import HTTP_SETTINGS_SCHEMA, HttpClient, raise_for_status
 
@@ -67,16 +68,6 @@ def resubmit_check_key(key: str) -> str:
     """The ``resubmitCheckKey`` of the hub's key: 32 hex characters of its SHA-256 (the same on
     every attempt and every replay, so YonBIP refuses a second save of the document)."""
     return hashlib.sha256(key.encode("utf-8")).hexdigest()[:RESUBMIT_KEY_LENGTH]
-
-
-def _json_default(value: object) -> object:
-    from conveyor.quantity import format_quantity
-
-    if isinstance(value, Decimal):
-        return format_quantity(value)
-    if hasattr(value, "isoformat"):
-        return value.isoformat()
-    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
 
 
 class YonBIPConnector(Connector):
@@ -213,7 +204,7 @@ class YonBIPConnector(Connector):
             payload = (
                 None
                 if body is None
-                else json.dumps(body, default=_json_default, ensure_ascii=False).encode()
+                else json.dumps(body, default=json_default, ensure_ascii=False).encode()
             )
             response = self.http.request(
                 method,

@@ -47,6 +47,7 @@ from conveyor.errors import (
     RejectedError,
     TransientError,
 )
+from conveyor.messages import json_default
 from conveyor.redact import safe_text
 from conveyor.runtime.http import HTTP_SETTINGS_SCHEMA, HttpClient, raise_for_status
 
@@ -72,16 +73,6 @@ def voucher_code(key: str, max_length: int = 30) -> str:
         return key
     digest = hashlib.sha256(key.encode("utf-8")).hexdigest()[:16]
     return f"{key[: max(0, max_length - 17)]}~{digest}"[-max_length:]
-
-
-def _json_default(value: object) -> object:
-    from conveyor.quantity import format_quantity
-
-    if isinstance(value, Decimal):
-        return format_quantity(value)
-    if hasattr(value, "isoformat"):
-        return value.isoformat()
-    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
 
 
 class TradeIds:
@@ -350,7 +341,7 @@ class YonyouU8Connector(Connector):
         its number from the answer (or the result URL)."""
         resource = self._resource(message_type)
         body = json.dumps(
-            self._body(document, resource, key), default=_json_default, ensure_ascii=False
+            self._body(document, resource, key), default=json_default, ensure_ascii=False
         ).encode()
         what = f"{resource}/add {key}"
         trade_id = self.tradeids.get(key)

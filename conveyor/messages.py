@@ -12,7 +12,7 @@ import json
 import re
 import uuid
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, time
 from decimal import Decimal
 from functools import cache
 from pathlib import Path
@@ -316,10 +316,12 @@ def new_message(
     return message
 
 
-def _default(value: object) -> object:
+def json_default(value: object) -> object:
+    """``json.dumps(default=…)`` for the hub's values: a ``Decimal`` as its exact text (never a
+    binary float), a date or time in ISO 8601. Connectors encode outbound bodies with it too."""
     if isinstance(value, Decimal):
         return format_quantity(value)
-    if isinstance(value, datetime):
+    if isinstance(value, datetime | date | time):
         return value.isoformat()
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
 
@@ -328,7 +330,7 @@ def dumps(message: Any, *, indent: int | None = None) -> str:
     """JSON text of a message; ``Decimal`` quantities become exact strings."""
     return json.dumps(
         message,
-        default=_default,
+        default=json_default,
         ensure_ascii=False,
         indent=indent,
         separators=None if indent else (",", ":"),
