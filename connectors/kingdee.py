@@ -299,15 +299,6 @@ class KingdeeConnector(Connector):
     def _url(self, service: str, operation: str) -> str:
         return self.base_url + SERVICE.format(service=service, operation=operation)
 
-    def _need(self, field: str) -> str:
-        value = self.secret(field)
-        if not value:
-            raise ConfigError(
-                f"system {self.name!r} ({self.kind}, auth {self.auth}): the secret "
-                f"{field.upper()} is not set"
-            )
-        return value
-
     def _auth_headers(self, url: str) -> tuple[dict[str, str], int]:
         """Headers that authenticate one call, and the session generation they belong to."""
         if self.auth == "signed":
@@ -315,10 +306,10 @@ class KingdeeConnector(Connector):
             try:
                 headers = kingdee_auth.signed_headers(
                     urlsplit(url).path,
-                    self._need("app_id"),
-                    self._need("app_secret"),
+                    self.required_secret("app_id"),
+                    self.required_secret("app_secret"),
                     self.acct_id,
-                    self._need("username"),
+                    self.required_secret("username"),
                     self.lcid,
                     self.org,
                     stamp,
@@ -335,22 +326,27 @@ class KingdeeConnector(Connector):
 
     def _login(self) -> None:
         """Log in (the caller holds the login lock); raises on a refused login."""
-        username = self._need("username")
+        username = self.required_secret("username")
         if self.login_kind == "password":
             operation = "ValidateUser"
-            parameters: list[Any] = [self.acct_id, username, self._need("password"), self.lcid]
+            parameters: list[Any] = [
+                self.acct_id,
+                username,
+                self.required_secret("password"),
+                self.lcid,
+            ]
         elif self.login_kind == "app_secret":
             operation = "LoginByAppSecret"
             parameters = [
                 self.acct_id,
                 username,
-                self._need("app_id"),
-                self._need("app_secret"),
+                self.required_secret("app_id"),
+                self.required_secret("app_secret"),
                 self.lcid,
             ]
         else:
             operation = "LoginBySign"
-            app_id, app_secret = self._need("app_id"), self._need("app_secret")
+            app_id, app_secret = self.required_secret("app_id"), self.required_secret("app_secret")
             stamp = str(int(time.time()))
             sign = kingdee_auth.login_sign(self.acct_id, username, app_id, app_secret, stamp)
             parameters = [self.acct_id, username, app_id, stamp, sign, self.lcid]

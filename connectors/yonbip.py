@@ -137,12 +137,7 @@ class YonBIPConnector(Connector):
 
     # ---- token
     def _credentials(self) -> tuple[str, str]:
-        app_key, app_secret = self.secret("app_key"), self.secret("app_secret")
-        if not app_key or not app_secret:
-            raise ConfigError(
-                f"system {self.name!r} (yonbip): the APP_KEY and APP_SECRET secrets are not set"
-            )
-        return app_key, app_secret
+        return self.required_secret("app_key"), self.required_secret("app_secret")
 
     def access_token(self, *, refresh: bool = False) -> str:
         """The cached access token (a new one when it is near its ``expire`` or ``refresh``)."""

@@ -205,12 +205,7 @@ class YonyouU8Connector(Connector):
 
     # ---- token and trade ids
     def _credentials(self) -> tuple[str, str]:
-        app_key, app_secret = self.secret("app_key"), self.secret("app_secret")
-        if not app_key or not app_secret:
-            raise ConfigError(
-                f"system {self.name!r} (yonyou_u8): the APP_KEY and APP_SECRET secrets are not set"
-            )
-        return app_key, app_secret
+        return self.required_secret("app_key"), self.required_secret("app_secret")
 
     def token(self, *, refresh: bool = False) -> str:
         """The cached token (a new one past ``token_max_age_s``, its own expiry, or ``refresh``)."""

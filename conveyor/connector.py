@@ -243,6 +243,16 @@ class Connector:
 
         return secret(self.connection or self.name, field_name)
 
+    def required_secret(self, field_name: str) -> str:
+        """A secret this call cannot do without; ``ConfigError`` naming it (never a value) when it
+        is set nowhere."""
+        value = self.secret(field_name)
+        if not value:
+            raise ConfigError(
+                f"system {self.name!r} ({self.kind}): the secret {field_name.upper()} is not set"
+            )
+        return value
+
     def stream(self, name: str) -> Stream:
         """The declared stream called ``name`` (or producing that message type)."""
         for stream in self.streams:

@@ -84,3 +84,11 @@ class FolderHarness(Harness):
 
 
 TestFolderConformance = conformance_tests(FolderHarness)
+
+
+def test_the_suite_runs_on_the_send_side_the_connector_declares() -> None:
+    declared = FilesConnector.capabilities
+    assert {"send", "lookup", "receive"} <= declared
+    suite = [name for name in dir(TestFolderConformance) if name.startswith("test_")]
+    assert any("lookup" in name for name in suite)
+    assert len(suite) >= 6
