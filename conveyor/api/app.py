@@ -200,9 +200,14 @@ def _scope(scope: str) -> Callable[..., Awaitable[TokenInfo]]:
     return check
 
 
-Ingest = Depends(_scope("ingest"))
-Read = Depends(_scope("read"))
-Operate = Depends(_scope("operate"))
+Guard = Callable[[str], Any]
+"""From a scope (``ingest``, ``read``, ``operate``) to the FastAPI dependency that requires it."""
+
+
+def token_guard(scope: str) -> Any:
+    """The hub's own guard: a bearer token from ``conveyor tokens`` with ``scope``."""
+    return Depends(_scope(scope))
+
 
 AUTH_ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"model": s.Error, "description": "No token, or a token the hub does not know."},
@@ -216,9 +221,26 @@ QUERY_ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
+class LazyHub:
+    """A hub built on first use: an application that mounts the routes before any request
+    (the Airflow plugin, imported by every Airflow process) opens no project until asked."""
+
+    def __init__(self, build: Callable[[], Hub]) -> None:
+        self._build = build
+        self._hub: Hub | None = None
+        self._lock = threading.Lock()
+
+    def get(self) -> Hub:
+        """The hub (built by the first caller)."""
+        with self._lock:
+            if self._hub is None:
+                self._hub = self._build()
+            return self._hub
+
+
 def _app_hub(request: Request) -> Hub:
-    hub: Hub = request.app.state.hub
-    return hub
+    found: Hub | LazyHub = request.app.state.hub
+    return found.get() if isinstance(found, LazyHub) else found
 
 
 HubDep = Annotated[Hub, Depends(_app_hub)]
@@ -250,21 +272,8 @@ def create_app(
     metrics: Metrics | None = None,
 ) -> FastAPI:
     """The API of ``project`` (its ledger unless one is given)."""
-    from conveyor.ledger import Ledger
-
-    ledger = ledger or Ledger.open(project)
-    settings = settings or ApiSettings.of(project)
-    metrics = metrics or Metrics(ledger, systems=project.systems)
-    metrics.project = project
-    hub = Hub(
-        project=project,
-        ledger=ledger,
-        settings=settings,
-        tokens=tokens or TokenStore.of_project(project.root),
-        metrics=metrics,
-        alerts=AlertChecker(project, ledger),
-        accepter=GroupCommit(ledger),
-    )
+    hub = build_hub(project, ledger=ledger, settings=settings, tokens=tokens, metrics=metrics)
+    settings = hub.settings
     app = FastAPI(
         title="Conveyor hub API",
         version=VERSION,
@@ -284,7 +293,47 @@ def create_app(
             allow_headers=["Authorization", "Content-Type"],
         )
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+    _error_handlers(app)
+    _routes(app, token_guard)
+    return app
 
+
+def build_hub(
+    project: Project,
+    *,
+    ledger: Ledger | None = None,
+    settings: ApiSettings | None = None,
+    tokens: TokenStore | None = None,
+    metrics: Metrics | None = None,
+) -> Hub:
+    """What the routes of ``project`` share (its ledger unless one is given)."""
+    from conveyor.ledger import Ledger
+
+    ledger = ledger or Ledger.open(project)
+    metrics = metrics or Metrics(ledger, systems=project.systems)
+    metrics.project = project
+    return Hub(
+        project=project,
+        ledger=ledger,
+        settings=settings or ApiSettings.of(project),
+        tokens=tokens or TokenStore.of_project(project.root),
+        metrics=metrics,
+        alerts=AlertChecker(project, ledger),
+        accepter=GroupCommit(ledger),
+    )
+
+
+def mount_operations(app: FastAPI, hub: Hub | LazyHub, guard: Guard) -> None:
+    """The operator's routes (stock, traces, parked, replay, status, reconciliations) on
+    another application, each behind ``guard`` instead of the hub's tokens: how the Airflow
+    plugin serves them under Airflow's own authentication."""
+    app.state.hub = hub
+    app.add_middleware(BodyLimit, limit=ApiSettings.max_body_bytes)
+    _error_handlers(app)
+    operation_routes(app, guard)
+
+
+def _error_handlers(app: FastAPI) -> None:
     @app.exception_handler(OperationalError)
     @app.exception_handler(DBAPIError)
     async def _database_down(request: Request, exc: Exception) -> JSONResponse:
@@ -299,11 +348,15 @@ def create_app(
         log.error("configuration error on %s: %s", request.url.path, safe_text(exc))
         return _json({"detail": f"the hub's configuration is broken: {safe_text(exc, 500)}"}, 503)
 
-    _routes(app)
-    return app
+
+def _routes(app: FastAPI, guard: Guard) -> None:
+    _service_routes(app)
+    _intake_routes(app, guard)
+    operation_routes(app, guard)
+    _metrics_route(app, guard)
 
 
-def _routes(app: FastAPI) -> None:
+def _service_routes(app: FastAPI) -> None:
     # ------------------------------------------------------------------ health
     @app.get("/healthz", tags=["health"], response_model=s.Health)
     def healthz() -> dict[str, str]:
@@ -334,6 +387,8 @@ def _routes(app: FastAPI) -> None:
         answer = {"status": "ok" if ready else "unavailable", "checks": checks}
         return _json(answer, 200 if ready else 503)
 
+
+def _intake_routes(app: FastAPI, guard: Guard) -> None:
     # ------------------------------------------------------------------ messages in
     @app.post(
         "/v1/messages",
@@ -349,11 +404,11 @@ def _routes(app: FastAPI) -> None:
             },
         },
         openapi_extra={"requestBody": s.MESSAGES_BODY},
-        dependencies=[Ingest],
+        dependencies=[guard("ingest")],
     )
     async def post_messages(request: Request) -> JSONResponse:
         """Accept one canonical message or an array of them (see the API description)."""
-        hub: Hub = request.app.state.hub
+        hub = _app_hub(request)
         body = await read_body(request, hub.settings.max_body_bytes)
         request_id = uuid.uuid4().hex
         if len(body) < INLINE_PARSE_BYTES:  # a small body parses faster than a thread hop
@@ -376,7 +431,7 @@ def _routes(app: FastAPI) -> None:
             422: {"model": s.IngestAnswer, "description": "Some records were parked."},
         },
         openapi_extra={"requestBody": s.INGEST_BODY},
-        dependencies=[Ingest],
+        dependencies=[guard("ingest")],
     )
     async def post_ingest(request: Request, system: str, message_type: str) -> JSONResponse:
         """A body in ``system``'s own format (by Content-Type: JSON, CSV, B2MML or IDoc XML),
@@ -385,7 +440,7 @@ def _routes(app: FastAPI) -> None:
         from conveyor.api.ingest import format_for, is_xml, media_type
         from conveyor.messages import MESSAGE_TYPES
 
-        hub: Hub = request.app.state.hub
+        hub = _app_hub(request)
         declared = hub.project.systems.get(system)
         if declared is None:
             raise HTTPException(404, f"unknown system {system!r}")
@@ -442,6 +497,10 @@ def _routes(app: FastAPI) -> None:
         bad = result.failed + result.counts.get("parked", 0) + result.counts.get("rejected", 0)
         return _json(answer, 422 if bad else 200)
 
+
+def operation_routes(app: FastAPI, guard: Guard) -> None:
+    """Stock, alerts, traces, parked, replay, status and reconciliations on ``app``."""
+
     # ------------------------------------------------------------------ stock
     @app.get(
         "/v1/stock",
@@ -451,7 +510,7 @@ def _routes(app: FastAPI) -> None:
             **QUERY_ERRORS,
             200: {"content": {"text/csv": {"schema": {"type": "string"}}}},
         },
-        dependencies=[Read],
+        dependencies=[guard("read")],
     )
     def get_stock(
         request: Request,
@@ -508,7 +567,7 @@ def _routes(app: FastAPI) -> None:
         tags=["stock"],
         response_model=s.Alerts,
         responses=AUTH_ERRORS,
-        dependencies=[Read],
+        dependencies=[guard("read")],
     )
     def get_alerts(hub: HubDep) -> JSONResponse:
         """Current safety-stock and component-shortage alerts."""
@@ -540,7 +599,7 @@ def _routes(app: FastAPI) -> None:
         tags=["messages"],
         response_model=s.Trace,
         responses={**AUTH_ERRORS, 404: {"model": s.Error, "description": "Nothing known."}},
-        dependencies=[Read],
+        dependencies=[guard("read")],
     )
     def get_message(hub: HubDep, term: str) -> JSONResponse:
         """A message by id or business key (also an order id or lot): its status, stock effect
@@ -557,7 +616,7 @@ def _routes(app: FastAPI) -> None:
         tags=["operations"],
         response_model=s.Parked,
         responses=QUERY_ERRORS,
-        dependencies=[Read],
+        dependencies=[guard("read")],
     )
     def get_parked(
         hub: HubDep,
@@ -587,12 +646,12 @@ def _routes(app: FastAPI) -> None:
                 "content": {"application/json": {"schema": s.ReplayRequest.model_json_schema()}},
             }
         },
-        dependencies=[Operate],
+        dependencies=[guard("operate")],
     )
     async def post_replay(request: Request) -> JSONResponse:
         """Re-map and re-queue parked deliveries chosen by ids, target and reason (``all`` for
         every one); ``dry_run`` lists what would go without touching anything."""
-        hub: Hub = request.app.state.hub
+        hub = _app_hub(request)
         body = await read_body(request, hub.settings.max_body_bytes)
         asked = _model(s.ReplayRequest, body)
         if not (asked.ids or asked.target or asked.reason or asked.all):
@@ -605,27 +664,13 @@ def _routes(app: FastAPI) -> None:
         tags=["operations"],
         response_model=s.Status,
         responses=AUTH_ERRORS,
-        dependencies=[Read],
+        dependencies=[guard("read")],
     )
     def get_status(hub: HubDep) -> JSONResponse:
-        """Per target: deliveries by status; unrouted messages; live workers; stuck deliveries
-        — what ``conveyor status`` shows (queue depths from the ledger)."""
-        from conveyor.delivery import status as queries
-        from conveyor.delivery.maintenance import stuck_deliveries
-        from conveyor.delivery.worker import project_targets
-
-        engine = hub.ledger.engine
-        counts = queries.delivery_counts(engine)
-        chosen = sorted(set(counts) | set(project_targets(hub.project)))
-        return _json(
-            {
-                "transport": "rabbitmq" if hub.project.broker_url else "embedded",
-                "targets": {t: counts.get(t, dict.fromkeys(queries.STATUSES, 0)) for t in chosen},
-                "unrouted": queries.unrouted(engine),
-                "workers": queries.workers(engine),
-                "stuck": len(stuck_deliveries(engine)),
-            }
-        )
+        """Per target: deliveries by status, the oldest open one and the last delivery;
+        unrouted messages; live workers; stuck deliveries — what ``conveyor status`` shows
+        (queue depths from the ledger)."""
+        return _json(status_report(hub))
 
     # ------------------------------------------------------------------ reconciliation
     @app.get(
@@ -633,7 +678,7 @@ def _routes(app: FastAPI) -> None:
         tags=["reconciliation"],
         response_model=s.Runs,
         responses=QUERY_ERRORS,
-        dependencies=[Read],
+        dependencies=[guard("read")],
     )
     def get_runs(
         hub: HubDep,
@@ -650,7 +695,7 @@ def _routes(app: FastAPI) -> None:
         tags=["reconciliation"],
         response_model=s.Run,
         responses={**AUTH_ERRORS, 404: {"model": s.Error, "description": "No such run."}},
-        dependencies=[Read],
+        dependencies=[guard("read")],
     )
     def get_run(hub: HubDep, run: str) -> JSONResponse:
         """One run: its summary, inputs, and its report files (names and hashes; the files
@@ -681,7 +726,7 @@ def _routes(app: FastAPI) -> None:
             200: {"content": {"application/octet-stream": {}}, "description": "The file."},
             404: {"model": s.Error, "description": "No such run or file."},
         },
-        dependencies=[Read],
+        dependencies=[guard("read")],
     )
     def get_run_report(hub: HubDep, run: str, name: str) -> Response:
         """One report file of a run (HTML, XLSX, CSV or JSON), as the run wrote it."""
@@ -702,6 +747,8 @@ def _routes(app: FastAPI) -> None:
             raise HTTPException(404, f"report {name!r} is no longer in {record.out_dir}")
         return FileResponse(path, filename=name)
 
+
+def _metrics_route(app: FastAPI, guard: Guard) -> None:
     # ------------------------------------------------------------------ metrics
     @app.get(
         "/metrics",
@@ -710,13 +757,34 @@ def _routes(app: FastAPI) -> None:
             **AUTH_ERRORS,
             200: {"content": {"text/plain": {"schema": {"type": "string"}}}},
         },
-        dependencies=[Read],
+        dependencies=[guard("read")],
     )
     def get_metrics(hub: HubDep) -> Response:
         """Prometheus exposition of the hub's metrics (see ``docs/api.md``)."""
         from prometheus_client import CONTENT_TYPE_LATEST
 
         return Response(hub.metrics.render(), media_type=CONTENT_TYPE_LATEST)
+
+
+def status_report(hub: Hub) -> dict[str, Any]:
+    """What ``GET /v1/status`` answers (every configured target, with or without deliveries)."""
+    from conveyor.delivery import status as queries
+    from conveyor.delivery.maintenance import stuck_deliveries
+    from conveyor.delivery.worker import project_targets
+
+    engine = hub.ledger.engine
+    counts = queries.delivery_counts(engine)
+    chosen = sorted(set(counts) | set(project_targets(hub.project)))
+    times = queries.delivery_times(engine)
+    none = {"oldest_open_at": None, "last_delivered_at": None}
+    return {
+        "transport": "rabbitmq" if hub.project.broker_url else "embedded",
+        "targets": {t: counts.get(t, dict.fromkeys(queries.STATUSES, 0)) for t in chosen},
+        "times": {t: times.get(t, none) for t in chosen},
+        "unrouted": queries.unrouted(engine),
+        "workers": queries.workers(engine),
+        "stuck": len(stuck_deliveries(engine)),
+    }
 
 
 def _csv_cell(value: Any) -> str:

@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any, cast
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from sqlalchemy import Table, func, select
 
+from conveyor.delivery.status import OPEN, delivery_times
 from conveyor.ledger.models import DeliveryRow, MessageRow, utcnow
 from conveyor.messages import MESSAGE_TYPES
 
@@ -46,7 +47,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 deliveries_t = cast(Table, DeliveryRow.__table__)
 messages_t = cast(Table, MessageRow.__table__)
-OPEN = ("pending", "retrying", "in_flight")
 LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 1800, 3600)
 OVERLAP = timedelta(seconds=30)
 """Deliveries recorded up to this long after their ``delivered_at`` (a worker's transaction that
@@ -146,11 +146,6 @@ class Metrics:
             by_status = conn.execute(
                 select(d.c.target, d.c.status, func.count()).group_by(d.c.target, d.c.status)
             ).all()
-            oldest = conn.execute(
-                select(d.c.target, func.min(d.c.created_at))
-                .where(d.c.status.in_(OPEN))
-                .group_by(d.c.target)
-            ).all()
         self.deliveries.clear()
         self.queue_depth.clear()
         self.oldest.clear()
@@ -163,7 +158,8 @@ class Metrics:
         for target, value in depth.items():
             self.queue_depth.labels(target).set(value)
             self.oldest.labels(target).set(0)
-        for target, created in oldest:
+        for target, times in delivery_times(self.ledger.engine).items():
+            created = times["oldest_open_at"]
             if created is not None:
                 self.oldest.labels(target).set(max(0.0, (now - created).total_seconds()))
 

@@ -3,6 +3,7 @@ schemathesis run that holds the answers to it). Quantities are exact decimal str
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -178,6 +179,11 @@ class Status(BaseModel):
 
     transport: str
     targets: dict[str, dict[str, int]]
+    times: dict[str, dict[str, datetime | None]] = Field(
+        default_factory=dict,
+        description="Per target: `oldest_open_at` (the oldest pending, in-flight or retrying "
+        "delivery was created) and `last_delivered_at`.",
+    )
     unrouted: dict[str, Any]
     workers: list[dict[str, Any]]
     stuck: int

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any, cast
 
-from sqlalchemy import Engine, Table, func, select
+from sqlalchemy import Engine, Table, case, func, select
 
 from conveyor.ledger.models import DeliveryRow, MessageRow, OutboxRow, utcnow
 from conveyor.transport.liveness import DEFAULT_STALE_AFTER_S
@@ -19,6 +19,8 @@ deliveries_t = cast(Table, DeliveryRow.__table__)
 messages_t = cast(Table, MessageRow.__table__)
 outbox_t = cast(Table, OutboxRow.__table__)
 STATUSES = ("pending", "in_flight", "retrying", "delivered", "parked", "needs_check")
+OPEN = ("pending", "in_flight", "retrying")
+"""Deliveries still on their way (neither delivered nor parked)."""
 
 
 def delivery_counts(engine: Engine, targets: Sequence[str] = ()) -> dict[str, dict[str, int]]:
@@ -43,6 +45,47 @@ def delivery_counts(engine: Engine, targets: Sequence[str] = ()) -> dict[str, di
     for target in targets:
         out[target]
     return dict(sorted(out.items()))
+
+
+def delivery_times(engine: Engine) -> dict[str, dict[str, Any]]:
+    """Per target: when its oldest open delivery (pending, in flight, retrying) was created, and
+    when its last delivery succeeded (None when there is none)."""
+    d = deliveries_t
+    query = select(
+        d.c.target,
+        func.min(case((d.c.status.in_(OPEN), d.c.created_at))),
+        func.max(d.c.delivered_at),
+    ).group_by(d.c.target)
+    with engine.connect() as conn:
+        return {
+            target: {"oldest_open_at": oldest, "last_delivered_at": last}
+            for target, oldest, last in conn.execute(query)
+        }
+
+
+def parked_reasons(engine: Engine, *, limit: int = 1000) -> list[dict[str, Any]]:
+    """Parked and needs-check deliveries counted per target and reason (the most frequent
+    first, at most ``limit`` groups), with the oldest and newest time one was parked."""
+    d = deliveries_t
+    count = func.count()
+    query = (
+        select(
+            d.c.target,
+            d.c.last_error,
+            count,
+            func.min(d.c.updated_at),
+            func.max(d.c.updated_at),
+        )
+        .where(d.c.status.in_(("parked", "needs_check")))
+        .group_by(d.c.target, d.c.last_error)
+        .order_by(d.c.target, count.desc(), d.c.last_error)
+        .limit(limit)
+    )
+    with engine.connect() as conn:
+        return [
+            {"target": t, "reason": r, "count": int(c), "oldest_at": first, "newest_at": last}
+            for t, r, c, first, last in conn.execute(query)
+        ]
 
 
 def unrouted(engine: Engine, *, examples: int = 5) -> dict[str, Any]:
