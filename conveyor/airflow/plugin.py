@@ -179,22 +179,24 @@ def render_page(data: dict[str, Any], *, airflow_root: str = "", nonce: str = ""
     from conveyor.api.guards import jsonable
     from conveyor.redact import redact_value
 
-    page: str = (
-        _templates()
-        .get_template("operator.html.j2")
-        .render(
-            **redact_value(data),
-            airflow_root=airflow_root,
-            nonce=nonce,
-            as_json=lambda value: json.dumps(jsonable(value), sort_keys=True),
-            percent=_percent,
-        )
+    template = _templates().get_template("operator.html.j2")
+    page: str = template.render(
+        **redact_value(data),
+        airflow_root=airflow_root,
+        nonce=nonce,
+        as_json=lambda value: json.dumps(jsonable(value), sort_keys=True),
+        percent=_percent,
+        when=_when,
     )
     return page
 
 
 def _percent(value: Decimal | float | None) -> str:
     return "–" if value is None else f"{Decimal(str(value)):.2f} %"
+
+
+def _when(value: datetime | None) -> str:
+    return "" if value is None else value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 def _templates() -> Any:

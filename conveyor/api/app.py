@@ -745,7 +745,10 @@ def operation_routes(app: FastAPI, guard: Guard) -> None:
         path = Path(record.out_dir) / name
         if not path.is_file():
             raise HTTPException(404, f"report {name!r} is no longer in {record.out_dir}")
-        return FileResponse(path, filename=name)
+        # the HTML report opens in the browser (it carries its own Content-Security-Policy and
+        # loads nothing); the other formats download
+        shown = "inline" if name.endswith(".html") else "attachment"
+        return FileResponse(path, filename=name, content_disposition_type=shown)
 
 
 def _metrics_route(app: FastAPI, guard: Guard) -> None:

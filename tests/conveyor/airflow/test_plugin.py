@@ -203,7 +203,7 @@ def test_the_hub_routes_answer_an_admin_with_the_ledger(client: TestClient) -> N
 def test_the_page_shows_targets_parked_reasons_and_the_latest_reconciliation(
     client: TestClient,
 ) -> None:
-    answer = client.get("/conveyor/", headers=_as("viewer"))
+    answer = client.get("/conveyor/", cookies={"_token": _token("viewer")})  # as in the UI
     assert answer.status_code == 200, answer.text
     assert "script-src 'nonce-" in answer.headers["content-security-policy"]
     page = answer.text
@@ -223,6 +223,7 @@ def test_the_page_shows_targets_parked_reasons_and_the_latest_reconciliation(
     report = client.get(f"/conveyor/{html.unescape(link.group(1))}", headers=_as("viewer"))
     assert report.status_code == 200
     assert report.headers["content-type"].startswith("text/html")
+    assert report.headers["content-disposition"].startswith("inline")
     assert "60.00" in report.text
 
 
