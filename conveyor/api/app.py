@@ -19,7 +19,7 @@ import threading
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal, TypedDict, Unpack
 
 from fastapi import Depends, FastAPI, HTTPException, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
@@ -263,16 +263,18 @@ than `limits.max_json_depth` and XML with a document type declaration are refuse
 """
 
 
-def create_app(
-    project: Project,
-    *,
-    ledger: Ledger | None = None,
-    settings: ApiSettings | None = None,
-    tokens: TokenStore | None = None,
-    metrics: Metrics | None = None,
-) -> FastAPI:
+class HubParts(TypedDict, total=False):
+    """What a caller may give the hub instead of what the project says."""
+
+    ledger: Ledger | None
+    settings: ApiSettings | None
+    tokens: TokenStore | None
+    metrics: Metrics | None
+
+
+def create_app(project: Project, **parts: Unpack[HubParts]) -> FastAPI:
     """The API of ``project`` (its ledger unless one is given)."""
-    hub = build_hub(project, ledger=ledger, settings=settings, tokens=tokens, metrics=metrics)
+    hub = build_hub(project, **parts)
     settings = hub.settings
     app = FastAPI(
         title="Conveyor hub API",
@@ -298,25 +300,18 @@ def create_app(
     return app
 
 
-def build_hub(
-    project: Project,
-    *,
-    ledger: Ledger | None = None,
-    settings: ApiSettings | None = None,
-    tokens: TokenStore | None = None,
-    metrics: Metrics | None = None,
-) -> Hub:
+def build_hub(project: Project, **parts: Unpack[HubParts]) -> Hub:
     """What the routes of ``project`` share (its ledger unless one is given)."""
     from conveyor.ledger import Ledger
 
-    ledger = ledger or Ledger.open(project)
-    metrics = metrics or Metrics(ledger, systems=project.systems)
+    ledger = parts.get("ledger") or Ledger.open(project)
+    metrics = parts.get("metrics") or Metrics(ledger, systems=project.systems)
     metrics.project = project
     return Hub(
         project=project,
         ledger=ledger,
-        settings=settings or ApiSettings.of(project),
-        tokens=tokens or TokenStore.of_project(project.root),
+        settings=parts.get("settings") or ApiSettings.of(project),
+        tokens=parts.get("tokens") or TokenStore.of_project(project.root),
         metrics=metrics,
         alerts=AlertChecker(project, ledger),
         accepter=GroupCommit(ledger),
