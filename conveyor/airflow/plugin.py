@@ -25,14 +25,14 @@ from airflow.plugins_manager import AirflowPlugin
 from fastapi import Depends, FastAPI, Request
 from fastapi.responses import HTMLResponse
 
-from conveyor.api.app import Hub, LazyHub, _app_hub, build_hub, mount_operations, status_report
+from conveyor.api.app import Hub, HubDep, LazyHub, build_hub, mount_operations, status_report
 from conveyor.errors import ConfigError
 
 URL_PREFIX = "/conveyor"
 REPLAY_DAG = "conveyor_replay"
 REASON_FILTER_CHARS = 200
-"""The replay form's ``reason`` filter is "contains": the first characters of a reason choose
-the same deliveries without sending the whole text through the URL."""
+"""A replay's ``reason`` filter is "contains": the first characters of a long reason choose the
+same deliveries without copying the whole text into the run's conf."""
 
 
 def load_hub() -> Hub:
@@ -65,9 +65,10 @@ def airflow_guard(scope: str) -> Any:
     raise ValueError(f"scope {scope!r} is not served inside Airflow")
 
 
-def create_app(hub: Hub | LazyHub | None = None) -> FastAPI:
+def create_app(source: Hub | LazyHub | None = None) -> FastAPI:
     """The plugin's application: the page at ``/`` and the hub's operator routes under ``/v1``,
-    every one behind Airflow's authentication (plugin view access)."""
+    every one behind Airflow's authentication (plugin view access); the hub of
+    ``CONVEYOR_PROJECT``, loaded on first use, unless ``source`` gives one."""
     app = FastAPI(
         title="Conveyor (operator's page)",
         dependencies=[Depends(requires_access_view(AccessView.PLUGINS))],
@@ -75,15 +76,13 @@ def create_app(hub: Hub | LazyHub | None = None) -> FastAPI:
         docs_url=None,
         redoc_url=None,
     )
-    mount_operations(app, hub or LazyHub(load_hub), airflow_guard)
+    mount_operations(app, source or LazyHub(load_hub), airflow_guard)
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
-    def page(request: Request) -> HTMLResponse:
+    def page(request: Request, hub: HubDep) -> HTMLResponse:
         """The operator's page (rendered here, so it works without any script)."""
         nonce = secrets.token_urlsafe(16)
-        html = render_page(
-            overview(_app_hub(request)), airflow_root=_airflow_root(request), nonce=nonce
-        )
+        html = render_page(overview(hub), airflow_root=_airflow_root(request), nonce=nonce)
         policy = (
             f"default-src 'none'; script-src 'nonce-{nonce}'; style-src 'unsafe-inline'; "
             "connect-src 'self'; frame-ancestors 'self'; base-uri 'none'; form-action 'none'"
@@ -111,15 +110,21 @@ def overview(hub: Hub, *, now: datetime | None = None) -> dict[str, Any]:
     status = status_report(hub)
     reasons: dict[str, list[dict[str, Any]]] = {}
     for group in parked_reasons(hub.ledger.engine):
-        reason = group["reason"] or "(no reason recorded)"
-        conf = {
+        reason = group["reason"]
+        # no reason, no filter to replay by (an empty one would take the whole target)
+        conf = reason and {
             "target": group["target"],
-            "reason": (group["reason"] or "")[:REASON_FILTER_CHARS],
+            "reason": reason[:REASON_FILTER_CHARS],
             "ids": [],
             "dry_run": True,
         }
         reasons.setdefault(group["target"], []).append(
-            {**group, "reason": reason, "since": _age(group["oldest_at"], now), "conf": conf}
+            {
+                **group,
+                "reason": reason or "(no reason recorded)",
+                "since": _age(group["oldest_at"], now),
+                "conf": conf,
+            }
         )
     targets = []
     for name, counts in status["targets"].items():

@@ -90,8 +90,8 @@ def airflow_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str,
 def plant(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """The README's sample day on a copy of the project: messages and the MES's consumption
     export taken in, the 18:00 reconciliation against the WMS stored (accuracy 60.00 %), one
-    delivery to SAP parked; the
-    api-server finds it as Airflow would, through ``CONVEYOR_PROJECT``."""
+    delivery to SAP parked, one to the WMS to be checked (no reason recorded); the api-server
+    finds it as Airflow would, through ``CONVEYOR_PROJECT``."""
     from conveyor.cli import main
     from conveyor.config import Project
     from conveyor.ledger import Ledger
@@ -124,6 +124,8 @@ def plant(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
             conn.execute(
                 update(d).where(d.c.id == first).values(status="parked", last_error=REASON)
             )
+            unsure = conn.execute(select(d.c.id).where(d.c.target == "wms").limit(1)).scalar_one()
+            conn.execute(update(d).where(d.c.id == unsure).values(status="needs_check"))
         ledger.engine.dispose()
         yield root
 
@@ -195,7 +197,10 @@ def test_the_hub_routes_answer_an_admin_with_the_ledger(client: TestClient) -> N
     assert status.json()["targets"]["sap"]["parked"] == 1
     assert status.json()["times"]["sap"]["oldest_open_at"] is not None
     parked = client.get("/conveyor/v1/parked", headers=admin).json()["deliveries"]
-    assert [(p["target"], p["reason"]) for p in parked] == [("sap", REASON)]
+    assert sorted((p["target"], p["reason"] or "") for p in parked) == [
+        ("sap", REASON),
+        ("wms", ""),
+    ]
     stock = client.get("/conveyor/v1/stock", params={"material": "RM-2001"}, headers=admin)
     assert {p["location"] for p in stock.json()["positions"]} >= {"1000/RM"}
 
@@ -217,6 +222,7 @@ def test_the_page_shows_targets_parked_reasons_and_the_latest_reconciliation(
     assert [json.loads(html.unescape(b)) for b in buttons] == [
         {"target": "sap", "reason": REASON, "ids": [], "dry_run": True}
     ]
+    assert "(no reason recorded)" in page  # shown, but no button: no filter to replay by
     assert '<b id="accuracy">60.00 %</b>' in page
     link = re.search(r'id="report-link" href="([^"]+)"', page)
     assert link is not None
