@@ -90,7 +90,10 @@ def test_the_walk_sees_every_kind_of_import() -> None:
 
 def test_the_engine_imports_no_plugin_simulator_or_airflow_at_module_level() -> None:
     assert len(engine_modules()) > 50
-    assert violations(ENGINE, ("connectors", "simulators", "airflow"), top_level_only=True) == []
+    found = violations(ENGINE, ("connectors", "simulators", "airflow"), top_level_only=True)
+    # conveyor/airflow/ is the provider and the plugin: Airflow is imported there and only there
+    inside = ENGINE.relative_to(REPO) / "airflow"
+    assert [v for v in found if not Path(v.split(" ")[0]).is_relative_to(inside)] == []
 
 
 @pytest.mark.parametrize(
