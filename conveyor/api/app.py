@@ -7,6 +7,9 @@ the size limit), then parsed with the project's safe JSON (``conveyor.messages``
 surrogates) or handed to a format reader, as any file would be. Every route but ``/healthz`` and
 ``/readyz`` needs a bearer token with the route's scope (``conveyor.api.tokens``). Answers carry
 quantities as exact decimal strings and pass through ``conveyor.redact``.
+
+The routes take their guard as a parameter: ``mount_operations`` puts the operator's routes on
+another application behind its own authentication (the Airflow plugin, ``conveyor.airflow``).
 """
 
 from __future__ import annotations

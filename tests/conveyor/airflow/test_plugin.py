@@ -208,7 +208,7 @@ def test_the_hub_routes_answer_an_admin_with_the_ledger(client: TestClient) -> N
 def test_the_page_shows_targets_parked_reasons_and_the_latest_reconciliation(
     client: TestClient,
 ) -> None:
-    answer = client.get("/conveyor/", cookies={"_token": _token("viewer")})  # as in the UI
+    answer = client.get("/conveyor/", headers={"Cookie": f"_token={_token('viewer')}"})  # the UI
     assert answer.status_code == 200, answer.text
     assert "script-src 'nonce-" in answer.headers["content-security-policy"]
     page = answer.text
