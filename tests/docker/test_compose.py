@@ -364,3 +364,15 @@ def test_docker_compose_config_refuses_a_missing_secret(tmp_path: Path) -> None:
     assert result.returncode != 0
     assert "AIRFLOW_JWT_SECRET" in result.stderr
     assert "set AIRFLOW_JWT_SECRET in .env" in result.stderr
+
+
+def test_filled_in_secrets_are_never_committed() -> None:
+    ignored = subprocess.run(
+        ["git", "check-ignore", "docker/.env", "docker/systems.env", "docker/.env.example"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    ).stdout.split()
+    assert ignored == ["docker/.env", "docker/systems.env"]

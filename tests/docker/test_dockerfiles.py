@@ -151,3 +151,24 @@ def test_the_wheel_carries_the_schemas(tmp_path: Path) -> None:
     assert "conveyor/reconcile/templates/report.html.j2" in names
     assert any(n.startswith("connectors/") for n in names)
     assert any(n.startswith("simulators/") for n in names)
+
+
+def included(name: str) -> set[str]:
+    """What the Dockerfile's own ignore file lets into the build context: it excludes everything
+    (``*``) and lets in the paths it names with ``!``."""
+    lines = (DOCKER / f"{name}.dockerignore").read_text(encoding="utf-8").splitlines()
+    rules = [line.strip() for line in lines if line.strip() and not line.startswith("#")]
+    assert rules[0] == "*"
+    return {rule[1:] for rule in rules if rule.startswith("!")}
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_build_context_is_only_what_the_image_copies(name: str) -> None:
+    allowed = included(name)
+    copied = set()
+    for keyword, rest in instructions(name):
+        if keyword == "COPY" and "--from=" not in rest:
+            copied.update(p for p in rest.split()[:-1] if not p.startswith("--"))
+    assert copied == allowed
+    for secret in (".env", "docker/.env", "docker/systems.env", ".venv", ".conveyor", ".git"):
+        assert not any(secret == a or secret.startswith(a + "/") for a in allowed), secret
