@@ -376,3 +376,30 @@ def test_filled_in_secrets_are_never_committed() -> None:
         check=False,
     ).stdout.split()
     assert ignored == ["docker/.env", "docker/systems.env"]
+
+
+def airflow_config_template() -> Path:
+    """Airflow's own list of configuration options (no Airflow import: it is slow)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("airflow")
+    if spec is None or not spec.submodule_search_locations:
+        pytest.skip("Airflow is not installed here (its tests run in their own environment)")
+    return Path(next(iter(spec.submodule_search_locations))) / "config_templates" / "config.yml"
+
+
+def unknown_airflow_options(services: dict[str, dict[str, Any]], template: Path) -> list[str]:
+    """``AIRFLOW__SECTION__KEY`` variables of the compose file that Airflow core does not define
+    (the Celery provider's own ``[celery]`` options aside)."""
+    options = yaml.safe_load(template.read_text(encoding="utf-8"))
+    unknown = []
+    for variable in sorted({v for s in services.values() for v in s.get("environment") or {}}):
+        if variable.startswith("AIRFLOW__") and not variable.startswith("AIRFLOW__CELERY__"):
+            section, key = variable.removeprefix("AIRFLOW__").lower().split("__", 1)
+            if key not in (options.get(section) or {}).get("options", {}):
+                unknown.append(variable)
+    return unknown
+
+
+def test_airflow_options_exist(services: dict[str, dict[str, Any]]) -> None:
+    assert unknown_airflow_options(services, airflow_config_template()) == []
