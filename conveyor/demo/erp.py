@@ -351,18 +351,23 @@ class YonbipErp(DemoErp):
         return {"APP_KEY": self.simulator.app_key, "APP_SECRET": self.simulator.app_secret}
 
     def aim_faults(self, fail_key: str, drop_key: str) -> None:
-        """Keys ride in the voucher's ``memo``, quoted in the JSON body."""
-        super().aim_faults(f'"{fail_key}"', f'"{drop_key}"')
+        """Saves carry the hub's key as their ``resubmitCheckKey``."""
+        from connectors.yonbip import resubmit_check_key
+
+        super().aim_faults(resubmit_check_key(fail_key), resubmit_check_key(drop_key))
 
     def postings(self, keys: Sequence[str]) -> list[Posting]:
-        """Every saved stock document, by the key in its memo."""
+        """Every saved stock document, by its ``resubmitCheckKey``."""
+        from connectors.yonbip import resubmit_check_key
         from simulators.yonyou import DEFAULT_SAVE_PATHS
 
+        by_check = {resubmit_check_key(key): key for key in keys}
         found: list[Posting] = []
         with self.simulator.lock:
             for kind in DEFAULT_SAVE_PATHS:
                 for doc in self.simulator.store.all("bip:" + kind).values():
-                    found.append(Posting(str(doc.get("memo") or ""), str(doc["code"])))
+                    check = str(doc.get("resubmitCheckKey") or "")
+                    found.append(Posting(by_check.get(check, check), str(doc["code"])))
         return found
 
 

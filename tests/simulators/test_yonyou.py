@@ -245,6 +245,34 @@ def test_negative_stock_refused_and_product_in_and_transfer_move_stock(bip: Any)
     assert {row["warehouse"]: row["currentqty"] for row in rows} == {"20": 17.5, "30": 12.5}
 
 
+def test_a_red_material_out_returns_stock_and_zero_or_red_transfers_are_refused(bip: Any) -> None:
+    token = _token(bip.url)
+    bip.simulator.set_stock(
+        [{"org": "1000", "warehouse": "01", "material": "0101001", "lot": "B1", "quantity": 10}]
+    )
+    assert (
+        _call(bip.url, token, MATERIAL_OUT, _material_out("k-out", quantity="4"))["code"] == "200"
+    )
+    red = _call(bip.url, token, MATERIAL_OUT, _material_out("k-red", quantity="-1.5"))
+    assert red["code"] == "200"  # 红字: back to stock
+    rows = _stock_rows(bip.url, token, product="0101001")
+    assert [row["currentqty"] for row in rows] == [7.5]
+    zero = _call(bip.url, token, MATERIAL_OUT, _material_out("k-zero", quantity="0"))
+    assert zero["code"] == "999"
+    assert "必须大于0" in zero["message"]
+    transfer = {
+        "data": {
+            "resubmitCheckKey": "k-red-move",
+            "org": "1000",
+            "vouchdate": "2026-11-29",
+            "outwarehouse": "01",
+            "inwarehouse": "10",
+            "details": [{"product": "0101001", "qty": "-1", "batchno": "B1"}],
+        }
+    }
+    assert _call(bip.url, token, "/yonbip/scm/storetransfer/save", transfer)["code"] == "999"
+
+
 def test_save_paths_are_configurable() -> None:
     paths = {"productin": "/yonbip/scm/storeprorecord/save"}
     with serve(mode="yonbip", save_paths=paths) as server:
