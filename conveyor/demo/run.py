@@ -128,18 +128,19 @@ def environment(values: Mapping[str, str | None]) -> Iterator[None]:
 
 def fresh_database(url: str, tag: str) -> str:
     """A new database ``conveyor_demo_<tag>`` on the PostgreSQL server of ``url``: its URL."""
-    from sqlalchemy import create_engine, text
+    from sqlalchemy import text
     from sqlalchemy.engine import make_url
 
-    given = make_url(url)
+    from conveyor.ledger.db import make_engine, normalise_url
+
     name = f"conveyor_demo_{tag}"
-    admin = create_engine(given, isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 10})
+    admin = make_engine(url, isolation_level="AUTOCOMMIT")
     try:
         with admin.connect() as conn:
             conn.execute(text(f'CREATE DATABASE "{name}"'))
     finally:
         admin.dispose()
-    return given.set(database=name).render_as_string(hide_password=False)
+    return make_url(normalise_url(url)).set(database=name).render_as_string(hide_password=False)
 
 
 def broker_with_prefix(url: str, tag: str) -> str:
@@ -316,10 +317,13 @@ class Demo:
         try:
             with environment(env):
                 plant = self._prepare(env)
-                with environment(env):
-                    return self._play(plant)
+                with environment(env):  # the secrets and URLs of this run
+                    try:
+                        return self._play(plant)
+                    finally:
+                        self.stop()
         finally:
-            self.stop()
+            self.erp.stop()  # also when the run stopped before the hub started
 
     def _prepare(self, env: dict[str, str | None]) -> Path:
         from conveyor.runtime.secrets import env_name
@@ -735,13 +739,20 @@ class Demo:
         }
 
     def stop(self) -> None:
-        """Stop the hub and the ERP simulator."""
+        """Stop the hub and the ERP simulator; remove the run's RabbitMQ queues and exchanges
+        (what they carried is in the ledger). A PostgreSQL database is kept for a look."""
         if self.machine is not None:
-            self.machine.stop()
+            machine, self.machine = self.machine, None
+            machine.stop()
             if self.waiting is not None:
                 self.waiting.join(timeout=60)
-            self.machine.ledger.engine.dispose()
-            self.machine = None
+            machine.ledger.engine.dispose()
+            broker = machine.project.broker_url
+            if broker and machine.worker is not None:
+                from conveyor.transport.rabbitmq import RabbitMQTransport
+
+                transport = RabbitMQTransport(broker, policy=machine.project.retry)
+                transport.delete(list(machine.worker.targets))
         self.erp.stop()
 
 
