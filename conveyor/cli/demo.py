@@ -88,7 +88,7 @@ def demo(
     Progress goes one line per step; the run ends with where the report is, the accuracy and the
     lines that differ with their explanation. Everything is written under the run directory.
     """
-    from conveyor.demo.run import Demo, DemoError, DemoOptions
+    from conveyor.demo.run import SUMMARY_FIELDS, Demo, DemoError, DemoOptions
 
     as_json = as_json or app.as_json
 
@@ -103,19 +103,8 @@ def demo(
         raise click.ClickException(str(exc)) from None
     if as_json:
         figures = summary.as_dict()
-        wanted = (
-            "orders",
-            "movements",
-            "postings",
-            "parked",
-            "replayed",
-            "lost_answers_recovered",
-            "alerts",
-            "accuracy_pct",
-            "report_dir",
-        )
-        shown = {name: figures[name] for name in wanted}
-        shown.update({k: v for k, v in figures.items() if k not in wanted})
+        shown = {name: figures[name] for name in SUMMARY_FIELDS}
+        shown.update({k: v for k, v in figures.items() if k not in SUMMARY_FIELDS})
         click.echo(json.dumps(shown, ensure_ascii=False))
     else:
         for line in story_screen(summary):

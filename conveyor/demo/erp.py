@@ -13,7 +13,6 @@ import csv
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -131,8 +130,27 @@ def seed_orders(orders: Sequence[Order], master: MasterRows) -> list[Any]:
     ]
 
 
-def _quantity(value: Any) -> Decimal:
-    return Decimal(str(value))
+def stock_rows(
+    positions: Sequence[Position],
+    master: MasterRows,
+    material_column: str,
+    warehouse_column: str,
+    org_column: str | None = None,
+    *,
+    org: str = "",
+) -> list[dict[str, Any]]:
+    """``positions`` as a simulator's ``set_stock`` rows, in the ERP's codes (its columns of the
+    master data; the organisation from a column or one for all)."""
+    return [
+        {
+            "org": master.locations[p.location][org_column] if org_column else org,
+            "warehouse": master.locations[p.location][warehouse_column],
+            "material": master.materials[p.material][material_column],
+            "lot": p.lot,
+            "quantity": p.quantity,
+        }
+        for p in positions
+    ]
 
 
 class KingdeeErp(DemoErp):
@@ -151,16 +169,7 @@ class KingdeeErp(DemoErp):
     def open_stock(self, positions: Sequence[Position], master: MasterRows) -> None:
         """Opening stock per organisation, warehouse, material number and lot."""
         self.simulator.set_stock(
-            [
-                {
-                    "org": master.locations[p.location]["kingdee_stock_org"],
-                    "warehouse": master.locations[p.location]["kingdee_stock"],
-                    "material": master.materials[p.material]["kingdee_number"],
-                    "lot": p.lot,
-                    "quantity": p.quantity,
-                }
-                for p in positions
-            ]
+            stock_rows(positions, master, "kingdee_number", "kingdee_stock", "kingdee_stock_org")
         )
 
     def release(self, orders: Sequence[Order], master: MasterRows) -> None:
@@ -317,16 +326,7 @@ class YonbipErp(DemoErp):
     def open_stock(self, positions: Sequence[Position], master: MasterRows) -> None:
         """Opening stock per organisation, warehouse, product code and batch."""
         self.simulator.set_stock(
-            [
-                {
-                    "org": self.simulator.org,
-                    "warehouse": master.locations[p.location]["yonyou_warehouse"],
-                    "material": master.materials[p.material]["yonyou_code"],
-                    "lot": p.lot,
-                    "quantity": p.quantity,
-                }
-                for p in positions
-            ]
+            stock_rows(positions, master, "yonyou_code", "yonyou_warehouse", org=self.simulator.org)
         )
 
     def release(self, orders: Sequence[Order], master: MasterRows) -> None:

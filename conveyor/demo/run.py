@@ -44,6 +44,18 @@ if TYPE_CHECKING:
 
 TEMPLATE = Path(__file__).resolve().parent / "plant"
 """The demo plant's mappings and master data (package data)."""
+SUMMARY_FIELDS = (
+    "orders",
+    "movements",
+    "postings",
+    "parked",
+    "replayed",
+    "lost_answers_recovered",
+    "alerts",
+    "accuracy_pct",
+    "report_dir",
+)
+"""The figures ``--json`` starts with (the issue's list), in this order."""
 MOVING = ("material_consumption", "production_output", "stock_transfer", "stock_adjustment")
 WAIT_S = 30.0
 """The longest any one step may wait for the hub."""
@@ -107,23 +119,24 @@ def fresh_run_dir(base: Path | None) -> Path:
     return base.resolve()
 
 
+def set_environment(values: Mapping[str, str | None]) -> None:
+    """Set the variables (None: remove it)."""
+    for name, value in values.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+
+
 @contextmanager
 def environment(values: Mapping[str, str | None]) -> Iterator[None]:
     """Set (or, with None, remove) environment variables for the run; restore them after."""
     before = {name: os.environ.get(name) for name in values}
     try:
-        for name, value in values.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
+        set_environment(values)
         yield
     finally:
-        for name, value in before.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
+        set_environment(before)
 
 
 def fresh_database(url: str, tag: str) -> str:
@@ -309,10 +322,9 @@ class Demo:
             "CONVEYOR_PROJECT": None,
         }
         if self.options.keep_running:  # the hub goes on after this returns: so does its environment
-            for name in env:
-                os.environ.pop(name, None)
+            set_environment(env)
             plant = self._prepare(env)
-            os.environ.update({k: v for k, v in env.items() if v is not None})
+            set_environment(env)
             return self._play(plant)
         try:
             with environment(env):
@@ -623,7 +635,7 @@ class Demo:
         for difference in story.DIFFERENCES:
             where = (difference.material, difference.location, difference.lot)
             quantity, uom = counted.get(where, (Decimal(0), difference.uom))
-            counted[where] = (quantity + difference.delta, uom)
+            counted[where] = (quantity + difference.quantity, uom)
         rows = []
         for (material, location, lot), (quantity, uom) in sorted(counted.items()):
             rows.append(

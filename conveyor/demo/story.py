@@ -63,16 +63,11 @@ class Report:
 
 
 @dataclass(frozen=True)
-class Difference:
-    """A deliberate difference in the WMS count: ``delta`` on top of the hub's figure (a position
-    the hub does not hold at all is ``delta`` alone), and why."""
+class Difference(Position):
+    """A deliberate difference in the WMS count: ``quantity`` on top of the hub's figure (a
+    position the hub does not hold at all is ``quantity`` alone), and why."""
 
-    material: str
-    location: str
-    lot: str
-    delta: Decimal
-    uom: str
-    why: str
+    why: str = ""
 
 
 D = Decimal
@@ -159,7 +154,7 @@ DIFFERENCES: tuple[Difference, ...] = (
         "L2611-07",
         D("-0.5"),
         "KG",
-        "granulate spilt at the hopper and not booked as scrap",
+        why="granulate spilt at the hopper and not booked as scrap",
     ),
     Difference(
         "PK-3001",
@@ -167,6 +162,6 @@ DIFFERENCES: tuple[Difference, ...] = (
         "",
         D("400"),
         "PCS",
-        "cartons received at the dock whose goods receipt reached neither the ERP nor the hub",
+        why="cartons received at the dock whose goods receipt reached neither the ERP nor the hub",
     ),
 )

@@ -19,6 +19,7 @@ from sqlalchemy import text
 from conveyor.cli import main
 from conveyor.demo.erp import CONNECTION
 from conveyor.demo.run import (
+    SUMMARY_FIELDS,
     TEMPLATE,
     Demo,
     DemoError,
@@ -123,17 +124,7 @@ def test_sap_from_the_command_line_with_json(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["demo", "--erp", "sap", "--out", str(tmp_path), "--json"])
     assert result.exit_code == 0, result.output
     answer = json.loads(result.stdout.strip().splitlines()[-1])
-    assert list(answer)[:9] == [
-        "orders",
-        "movements",
-        "postings",
-        "parked",
-        "replayed",
-        "lost_answers_recovered",
-        "alerts",
-        "accuracy_pct",
-        "report_dir",
-    ]
+    assert tuple(answer)[: len(SUMMARY_FIELDS)] == SUMMARY_FIELDS
     assert {name: answer[name] for name in FIGURES} == FIGURES
     assert answer["checks"]["same_documents"] is True
     assert answer["checks"]["posted_twice"] == []
