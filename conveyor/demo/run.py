@@ -603,8 +603,8 @@ class Demo:
         self.wait_for("the replayed record's posting", lambda: self.deliveries(erp) >= expected)
         self.step(
             f"integrator added master-data row {story.NEW_MATERIAL} (MES part P-4002) → "
-            f"replayed {counts['replayed']} → accepted and posted ({self.deliveries(erp)} "
-            f"postings in the ERP's ledger column)"
+            f"replayed {counts['replayed']} → accepted and posted ({self.deliveries(erp)} postings "
+            "delivered to the ERP)"
         )
 
     def _alerts(self) -> int:
