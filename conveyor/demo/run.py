@@ -430,7 +430,7 @@ class Demo:
         )
 
     def _reports(self) -> None:
-        import httpx
+        import requests  # a dependency of the hub (httpx is only the tests')
 
         now = datetime.now(PLANT_TZ).replace(microsecond=0)
         parts = {row["material"]: row["mes_part"] for row in self.master.materials.values()}
@@ -453,9 +453,9 @@ class Demo:
                 temporary.write_bytes(body)
                 temporary.rename(inbox / f"{report.name}.xml")
             else:
-                answer = httpx.post(
+                answer = requests.post(
                     f"http://127.0.0.1:{self.port}/v1/ingest/mes/material_consumption",
-                    content=body,
+                    data=body,
                     headers={
                         "Authorization": f"Bearer {self.token}",
                         "Content-Type": "application/b2mml+xml",
@@ -479,7 +479,7 @@ class Demo:
         )
 
     def _corrections(self) -> None:
-        import httpx
+        import requests  # a dependency of the hub (httpx is only the tests')
 
         from conveyor.messages import new_message
 
@@ -536,9 +536,9 @@ class Demo:
                     occurred_at=now,
                 )
             )
-        answer = httpx.post(
+        answer = requests.post(
             f"http://127.0.0.1:{self.port}/v1/messages",
-            content=json.dumps(messages),
+            data=json.dumps(messages).encode(),
             headers={"Authorization": f"Bearer {self.token}", "Content-Type": "application/json"},
             timeout=30,
         )
