@@ -273,28 +273,34 @@ class Demo:
 
     @property
     def log(self) -> str:
+        """The hub's last status lines (for an error message)."""
         return "; ".join(self.hub_log[-5:])
 
     @property
     def ledger(self) -> Ledger:
+        """The hub's ledger."""
         assert self.machine is not None
         return self.machine.ledger
 
     def count(self, query: Any) -> int:
+        """The number a ``select count(*)`` gives."""
         with self.ledger.engine.connect() as conn:
             return int(conn.execute(query).scalar_one())
 
     def messages(self, *types: str) -> int:
+        """Messages of ``types`` in the ledger."""
         m = MessageRow
         return self.count(select(func.count()).select_from(m).where(m.type.in_(types)))
 
     def deliveries(self, target: str, status: str = "delivered") -> int:
+        """Deliveries to ``target`` in ``status``."""
         d = DeliveryRow
         return self.count(
             select(func.count()).select_from(d).where(d.target == target, d.status == status)
         )
 
     def parked_records(self, status: str | None = None) -> int:
+        """Parked input records (in ``status``: ``parked``, ``replayed``; None: all)."""
         p = ParkedRecordRow
         query = select(func.count()).select_from(p)
         if status is not None:
@@ -661,7 +667,6 @@ class Demo:
             f"WMS dropped its stock count {count.name} (GBK, Chinese headers) with "
             f"{len(story.DIFFERENCES)} physical differences"
         )
-        time.sleep(1.1)  # the hub is read "as of" the count: movements up to its second
         return run_reconciliation(
             self.project,
             self.ledger,
