@@ -252,6 +252,8 @@ class Demo:
         self.keys: dict[tuple[str, int], tuple[str, str]] = {}
         """Story line (report, line number) → (source system, business key)."""
         self.orders: dict[str, str] = {}
+        self._restore: dict[str, str | None] = {}
+        """The environment before a ``keep_running`` run, put back by ``stop``."""
 
     # ------------------------------------------------------------------ helpers
     def step(self, text: str) -> None:
@@ -328,8 +330,11 @@ class Demo:
             "CONVEYOR_PROJECT": None,
         }
         if self.options.keep_running:  # the hub goes on after this returns: so does its environment
+            before = {name: os.environ.get(name) for name in env}
             set_environment(env)
             plant = self._prepare(env)
+            before.update({name: os.environ.get(name) for name in env if name not in before})
+            self._restore = before
             set_environment(env)
             return self._play(plant)
         try:
@@ -771,6 +776,9 @@ class Demo:
                 transport = RabbitMQTransport(broker, policy=machine.project.retry)
                 transport.delete(list(machine.worker.targets))
         self.erp.stop()
+        if self._restore:  # what --keep-running set for the hub
+            set_environment(self._restore)
+            self._restore = {}
 
 
 def run_demo(options: DemoOptions, say: Callable[[str], None] = print) -> Summary:

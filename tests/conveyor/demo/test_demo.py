@@ -56,7 +56,8 @@ def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     names = ["CONVEYOR_DB_URL", "CONVEYOR_BROKER_URL", "CONVEYOR_PROJECT"]
     names += [env_name(CONNECTION, n) for n in ("USERNAME", "PASSWORD", "APP_KEY", "APP_SECRET")]
     for name in names:
-        monkeypatch.delenv(name, raising=False)
+        monkeypatch.setenv(name, "")  # recorded, so that teardown puts back what was there
+        monkeypatch.delenv(name)
 
 
 @pytest.fixture
@@ -66,6 +67,7 @@ def played() -> Iterator[list[Demo]]:
     yield demos
     for demo in demos:
         demo.stop()
+    assert "CONVEYOR_DB_URL" not in os.environ  # stop() put the environment back
 
 
 def play(played: list[Demo], out: Path, erp: str, **options: str) -> tuple[Demo, Summary]:
@@ -159,6 +161,7 @@ def test_rabbitmq_and_postgresql_give_the_same_summary(tmp_path: Path, played: l
     finally:
         played.remove(demo)
         demo.stop()  # the run's queues are deleted by the demo itself
+        assert "CONVEYOR_DB_URL" not in os.environ  # stop() put the environment back
         admin = make_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
         with admin.connect() as conn:
             conn.execute(text(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)'))
