@@ -21,7 +21,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -110,7 +110,12 @@ def to_decimal(value: object) -> Decimal | None:
 class Faults:
     """Failures on demand. Rates draw from a generator seeded by ``seed`` (deterministic); the
     ``*_next`` counters fail exactly the next N matching calls, so tests can count. ``match``
-    limits faults to request paths containing that text (e.g. ``BatchSave``)."""
+    limits faults to request paths containing that text (e.g. ``BatchSave``).
+
+    ``fail_keys`` and ``drop_keys`` aim at one document: the first call whose body carries one of
+    these texts (the hub's key, or whatever the document carries in its place, such as SAP's
+    reference) is answered 503 (``fail_keys``) or committed and left unanswered (``drop_keys``);
+    each text is used once. ``hits`` records what was done, as ``(fault, text)`` pairs."""
 
     latency_ms: int = 0
     fail_rate: float = 0.0
@@ -123,27 +128,39 @@ class Faults:
     timeout_next: int = 0
     match: str = ""
     seed: int | None = None
+    fail_keys: list[str] = field(default_factory=list)
+    drop_keys: list[str] = field(default_factory=list)
+    hits: list[tuple[str, str]] = field(default_factory=list)
     _rng: random.Random = field(default_factory=random.Random, repr=False, compare=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         self._rng = random.Random(self.seed)
 
     def update(self, changes: Mapping[str, Any]) -> None:
-        known = {name for name in asdict(self) if not name.startswith("_")}
+        known = {f.name for f in fields(self) if not f.name.startswith("_")}
         unknown = sorted(set(changes) - known)
         if unknown:
             raise ValueError(f"unknown fault setting(s): {', '.join(unknown)}")
         for name, value in changes.items():
             current = getattr(self, name)
-            if name == "seed" or name == "match":
+            if name in ("seed", "match"):
                 setattr(self, name, value)
+            elif name in ("fail_keys", "drop_keys", "hits"):
+                setattr(self, name, [str(v) for v in value] if name != "hits" else list(value))
             else:
                 setattr(self, name, type(current)(value))
         if "seed" in changes:
             self._rng = random.Random(self.seed)
 
     def view(self) -> dict[str, Any]:
-        return {name: value for name, value in asdict(self).items() if not name.startswith("_")}
+        return {
+            f.name: list(getattr(self, f.name))
+            if isinstance(getattr(self, f.name), list)
+            else getattr(self, f.name)
+            for f in fields(self)
+            if not f.name.startswith("_")
+        }
 
     def applies_to(self, path: str) -> bool:
         return not path.startswith("/_sim/") and (not self.match or self.match in path)
@@ -155,6 +172,21 @@ class Faults:
             setattr(self, counter, left - 1)
             return True
         return rate > 0 and self._rng.random() < rate
+
+    def take_key(self, fault: str, body: bytes) -> bool:
+        """True when ``body`` carries a text of ``fault`` (``fail_keys`` or ``drop_keys``): that
+        text is used up and the hit recorded."""
+        texts: list[str] = getattr(self, fault)
+        if not texts or not body:
+            return False
+        text = body.decode("utf-8", "replace")
+        with self._lock:
+            for wanted in texts:
+                if wanted in text:
+                    texts.remove(wanted)
+                    self.hits.append((fault, wanted))
+                    return True
+        return False
 
 
 # ---------------------------------------------------------------------------------------------
@@ -648,7 +680,9 @@ class _Handler(BaseHTTPRequestHandler):
         faulty = faults.applies_to(request.path)
         if faulty and faults.latency_ms > 0:
             time.sleep(faults.latency_ms / 1000)
-        if faulty and faults.draw("fail_next", faults.fail_rate):
+        if faulty and (
+            faults.take_key("fail_keys", body) or faults.draw("fail_next", faults.fail_rate)
+        ):
             self._answer(
                 SimResponse(
                     status=faults.fail_status,
@@ -663,7 +697,9 @@ class _Handler(BaseHTTPRequestHandler):
             response = SimResponse(
                 status=500, body=f"simulator error: {exc!r}".encode(), content_type="text/plain"
             )
-        if faulty and faults.draw("drop_next", faults.drop_answer_rate):
+        if faulty and (
+            faults.take_key("drop_keys", body) or faults.draw("drop_next", faults.drop_answer_rate)
+        ):
             # Committed, but the client never hears of it: the ambiguous failure.
             self.close_connection = True
             return

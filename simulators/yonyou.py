@@ -753,7 +753,10 @@ class YonBIPSimulator(ErpSimulator):
             if product not in self.materials:
                 raise _BipError(BIP_ERROR, f"表体第{row}行：物料[{product}]不存在")
             quantity = to_decimal(line.get("qty"))
-            if quantity is None or quantity <= 0:
+            # a red (红字) material out or product in carries a negative quantity, as in U8: a
+            # return to stock / a reversed receipt; a transfer and a zero never do
+            red = kind in ("materialout", "productin") and quantity is not None and quantity < 0
+            if quantity is None or (quantity <= 0 and not red):
                 raise _BipError(BIP_ERROR, f"表体第{row}行：数量[{line.get('qty')}]必须大于0")
             batch = str(line.get("batchno") or "")
             if kind == "transfer":

@@ -101,6 +101,21 @@ def test_installed_cli_upgrade_accept_reconcile(installed: Path, tmp_path: Path)
     assert {".html", ".xlsx", ".csv", ".json"} <= written
 
 
+def test_installed_demo_runs_from_an_empty_directory(installed: Path, tmp_path: Path) -> None:
+    work = tmp_path / "empty"
+    work.mkdir()
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
+    out = _run(installed / "bin" / "conveyor", "demo", "--json", cwd=work, env=env)
+    summary = json.loads(out.strip().splitlines()[-1])
+    assert summary["postings"] == 11
+    assert summary["checks"]["same_documents"] is True
+    assert summary["accuracy_pct"] == 80.0
+    report = Path(summary["report_dir"])
+    assert report.is_relative_to(work / "conveyor-demo")
+    assert {p.name for p in report.iterdir()} >= {"report.html", "report.xlsx", "report.json"}
+    assert [p.name for p in work.iterdir()] == ["conveyor-demo"]  # nothing written elsewhere
+
+
 def test_required_dependencies_are_imported() -> None:
     """Nothing is required that nothing imports (distribution name → import name)."""
     project = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["project"]

@@ -108,3 +108,27 @@ def test_the_walk_through_tells_one_story(project: Path) -> None:
     text = README.read_text(encoding="utf-8")
     assert "accuracy 60.00 %" in text
     assert "variance value 846.25" in text
+
+
+def test_the_two_commands_are_the_demo_and_the_ci_test_command() -> None:
+    text = README.read_text(encoding="utf-8")
+    start = text.index("## Two commands")
+    demo, tests = re.findall(r"```bash\n(.*?)\n```", text[start:], re.S)[:2]
+    assert demo.startswith("python3 -m venv .venv")
+    assert demo.endswith("&& pip install -e . && conveyor demo")
+    assert tests.endswith('&& python -m pytest -m "not slow"')
+    ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
+    assert 'python -m pytest -m "not slow"' in ci
+
+
+def test_the_demo_output_in_the_readme_has_the_figures_the_demo_test_checks() -> None:
+    from tests.conveyor.demo.test_demo import FIGURES
+
+    text = README.read_text(encoding="utf-8")
+    shown = text[text.index("## What `conveyor demo` shows") : text.index("## From the demo")]
+    assert f"inventory record accuracy {FIGURES['accuracy_pct']:.2f} %" in shown
+    assert (
+        f"orders {FIGURES['orders']} · movements {FIGURES['movements']} · postings "
+        f"{FIGURES['postings']} · parked {FIGURES['parked']} · replayed {FIGURES['replayed']} · "
+        f"lost answers recovered {FIGURES['lost_answers_recovered']} · alerts {FIGURES['alerts']}"
+    ) in shown

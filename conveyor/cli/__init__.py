@@ -50,6 +50,7 @@ def _register() -> None:
     from conveyor.cli import (
         consume,
         delivery,
+        demo,
         ledger,
         mapping,
         reconcile,
@@ -59,7 +60,18 @@ def _register() -> None:
         watch,
     )
 
-    for module in (ledger, mapping, delivery, reconcile, runtime, simulate, consume, serve, watch):
+    for module in (
+        ledger,
+        mapping,
+        delivery,
+        reconcile,
+        runtime,
+        simulate,
+        consume,
+        serve,
+        watch,
+        demo,
+    ):
         module.register(main)
 
 

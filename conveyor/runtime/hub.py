@@ -184,6 +184,11 @@ class OneMachine:
                     engine = MappingEngine.load(self.project)
                 if connector is None:
                     connector = registry.create(inbound.system)
+                    if not connector.supports(inbound.action):
+                        # declared by the class, not by these settings (a files system that
+                        # only writes an outbox): nothing to do, say so once
+                        self.say(f"{inbound.action}: {inbound.system.name} has nothing to take in")
+                        break
                 if inbound.action == "poll":
                     counts: dict[str, int] = {}
                     for result in poll_streams(self.ledger, engine, connector):

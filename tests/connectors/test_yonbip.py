@@ -487,3 +487,21 @@ class YonBIPHarness(Harness):
 
 
 TestYonBIPConformance = conformance_tests(YonBIPHarness)
+
+
+def test_a_reversed_consumption_goes_out_as_a_red_material_out() -> None:
+    engine = MappingEngine.load(_project())
+    payload = {
+        "order_id": "SCDD9",
+        "material": "RM-2002",
+        "quantity": "10",
+        "uom": "PCS",
+        "location": "1000/WIP-ASSY",
+        "lot": "L2611-12",
+    }
+    issue = new_message("material_consumption", "mes", "C-1", payload)
+    reversal = new_message(
+        "material_consumption", "mes", "C-1/REV", {**payload, "reversal_of": "C-1"}
+    )
+    assert engine.map_outbound("yonbip", issue)["data"]["materOuts"][0]["qty"] == "10"
+    assert engine.map_outbound("yonbip", reversal)["data"]["materOuts"][0]["qty"] == "-10"

@@ -68,6 +68,19 @@ def _material_out(key: str, quantity: str = "4", product: str = "0101001") -> di
     }
 
 
+def _transfer(key: str, source: str, target: str, line: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "data": {
+            "resubmitCheckKey": key,
+            "org": "1000",
+            "vouchdate": "2026-11-29",
+            "outwarehouse": source,
+            "inwarehouse": target,
+            "details": [line],
+        }
+    }
+
+
 def _stock_rows(base: str, token: str, **condition: str) -> list[dict[str, Any]]:
     answer = _call(base, token, "/yonbip/scm/stock/QueryCurrentStocksByCondition", condition)
     assert answer["code"] == "200"
@@ -230,19 +243,31 @@ def test_negative_stock_refused_and_product_in_and_transfer_move_stock(bip: Any)
     }
     saved = _call(bip.url, token, "/yonbip/scm/storeprorecord/single/save", receipt)
     assert saved["code"] == "200"
-    transfer = {
-        "data": {
-            "resubmitCheckKey": "k-move",
-            "org": "1000",
-            "vouchdate": "2026-11-29",
-            "outwarehouse": "20",
-            "inwarehouse": "30",
-            "details": [{"product": "0501001", "qty": "12.5"}],
-        }
-    }
+    transfer = _transfer("k-move", "20", "30", {"product": "0501001", "qty": "12.5"})
     assert _call(bip.url, token, "/yonbip/scm/storetransfer/save", transfer)["code"] == "200"
     rows = _stock_rows(bip.url, token, product="0501001")
     assert {row["warehouse"]: row["currentqty"] for row in rows} == {"20": 17.5, "30": 12.5}
+
+
+def test_a_red_material_out_returns_stock_and_zero_or_red_transfers_are_refused(bip: Any) -> None:
+    token = _token(bip.url)
+    bip.simulator.set_stock(
+        [{"org": "1000", "warehouse": "01", "material": "0101001", "lot": "B1", "quantity": 10}]
+    )
+    assert (
+        _call(bip.url, token, MATERIAL_OUT, _material_out("k-out", quantity="4"))["code"] == "200"
+    )
+    red = _call(bip.url, token, MATERIAL_OUT, _material_out("k-red", quantity="-1.5"))
+    assert red["code"] == "200"  # 红字: back to stock
+    rows = _stock_rows(bip.url, token, product="0101001")
+    assert [row["currentqty"] for row in rows] == [7.5]
+    zero = _call(bip.url, token, MATERIAL_OUT, _material_out("k-zero", quantity="0"))
+    assert zero["code"] == "999"
+    assert "必须大于0" in zero["message"]
+    transfer = _transfer(
+        "k-red-move", "01", "10", {"product": "0101001", "qty": "-1", "batchno": "B1"}
+    )
+    assert _call(bip.url, token, "/yonbip/scm/storetransfer/save", transfer)["code"] == "999"
 
 
 def test_save_paths_are_configurable() -> None:

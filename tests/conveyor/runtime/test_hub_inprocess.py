@@ -85,3 +85,26 @@ def test_pollers_receivers_worker_and_api_in_one_process(tmp_path: Path) -> None
     assert "receive: mes (fake) every 0.2 s" in said
     assert said[-1] == "stopped"
     assert all(p.passes > 0 for p in machine.inbound)
+
+
+def test_a_system_that_only_writes_files_gets_no_receive_loop_after_its_first_look(
+    tmp_path: Path,
+) -> None:
+    config = {
+        "systems": {"wms": {"connector": "files", "settings": {"outbox": str(tmp_path)}}},
+        "alerts": {"on_accept": False},
+    }
+    (tmp_path / "conveyor.yaml").write_text(yaml.safe_dump(config), encoding="utf-8")
+    said: list[str] = []
+    machine = OneMachine(Project.load(tmp_path), port=_port(), say=said.append)
+    machine.start()
+    try:
+        (receiving,) = machine.inbound
+        assert receiving.thread is not None
+        receiving.thread.join(timeout=30)
+        assert not receiving.thread.is_alive()
+        assert "receive: wms has nothing to take in" in said
+        assert receiving.last_error is None
+    finally:
+        machine.stop()
+        machine.wait()
