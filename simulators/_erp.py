@@ -579,6 +579,7 @@ class SimServer(ThreadingHTTPServer):
         super().__init__(address, _Handler)
         self.simulator = simulator
         self.stopping = threading.Event()
+        self.refusing = threading.Event()
         host, port = self.server_address[0], self.server_address[1]
         shown = f"[{host}]" if isinstance(host, str) and ":" in host else str(host)
         self.url = f"http://{shown}:{port}"
@@ -593,6 +594,13 @@ class SimServer(ThreadingHTTPServer):
         )
         self._thread.start()
         return self
+
+    def refuse(self, seconds: float) -> None:
+        """Refuse connections for ``seconds`` (``simulators.refuse_for``), then serve again with
+        the same state; blocks meanwhile."""
+        from simulators import refuse_for
+
+        refuse_for(self, seconds, self.refusing, self.start)
 
     def shutdown(self) -> None:
         self.stopping.set()  # wakes held ("timeout") answers
@@ -631,6 +639,9 @@ class _Handler(BaseHTTPRequestHandler):
         self._serve()
 
     def _serve(self) -> None:
+        if self.server.refusing.is_set():  # the service is down: nothing read, nothing answered
+            self.close_connection = True
+            return
         split = urlsplit(self.path)
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
