@@ -167,6 +167,8 @@ class StateStore:
 
     def __init__(self, path: str | Path | None = None) -> None:
         self._lock = threading.RLock()
+        self.lock = self._lock
+        """Held by every read and write (re-entrant): hold it to make several one change."""
         self._data: dict[str, dict[str, JSON]] = {}
         self._db: sqlite3.Connection | None = None
         self._batching = 0
@@ -237,10 +239,12 @@ class Numbering:
     def __init__(self, store: StateStore, width: int = 6) -> None:
         self._store = store
         self._width = width
-        self._lock = threading.Lock()
 
     def next_value(self, name: str, start: int = 1) -> int:
-        with self._lock:
+        # The store's own lock, never a second one: a thread inside ``store.batch()`` (seeding
+        # orders) holds it while numbering, and a lock of our own taken first elsewhere (a save)
+        # would wait for it in the opposite order — a deadlock.
+        with self._store.lock:
             current = self._store.get("counters", name)
             value = start if current is None else int(current) + 1
             self._store.put("counters", name, value)
