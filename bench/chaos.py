@@ -33,7 +33,7 @@ def main() -> None:
         print("chaos needs PostgreSQL and RabbitMQ binaries and root", file=sys.stderr)
         sys.exit(1)
     messages = args.messages or (3_000 if args.quick else 20_000)
-    plan = Plan(messages=messages, timeout_s=max(1800.0, messages / 20))
+    plan = Plan.for_messages(messages)
     with soak(plan) as ready:
         ready.run()
         figures = ready.account()

@@ -64,8 +64,9 @@ API_BATCH = 100
 AMQP_BATCH = 50
 TARGETS = ("erp", "wms", "kingdee", "sap")
 FAULT_KINDS = ("5xx", "timeout", "refuse", "drop")
-TIMEOUT_S = 3
-"""The targets' client timeout; a held answer waits longer than this."""
+TIMEOUT_S = 10
+"""The targets' client timeout (generous: the simulators share two cores with the whole hub); a
+held answer waits longer than this."""
 
 
 def free_port() -> int:
@@ -89,6 +90,21 @@ class Plan:
     seed: int = 16
     timeout_s: float = 1800.0
     """Give up waiting for the hub to finish after this long."""
+
+    @classmethod
+    def for_messages(cls, messages: int) -> Plan:
+        """CI's faults for 20,000 messages, and as many again for every further 20,000 (a
+        database restart and an API kill per 40,000)."""
+        rounds = max(1, messages // 20_000)
+        return cls(
+            messages=messages,
+            broker_restarts=2 * rounds,
+            worker_kills=3 * rounds,
+            api_kills=max(1, rounds // 2),
+            db_restarts=max(1, rounds // 2),
+            fault_windows=2 * rounds,
+            timeout_s=max(1800.0, messages / 10),
+        )
 
     def split(self) -> dict[str, int]:
         """Messages per inbound path (orders 10 %, API 45 %, AMQP 30 %, files the rest)."""
@@ -139,7 +155,7 @@ class Figures:
             f"chaos: messages {self.messages}, inbound paths {self.inbound_paths}, "
             f"deliveries {self.deliveries}, broker restarts {self.broker_restarts}, "
             f"worker kills {self.worker_kills}, api kills {self.api_kills}, "
-            f"database restarts {self.db_restarts}, faults ({faults}), "
+            f"database restarts {self.db_restarts}, target fault windows ({faults}), "
             f"hub crashes restarted {crashes}, missing {self.missing}, "
             f"duplicates {self.duplicates}, parked {self.parked}, "
             f"parked records {self.parked_records}, inbound missing {self.inbound_missing}, "
@@ -234,7 +250,7 @@ class Soak:
         self.stopping.set()
         for process in self.processes.values():
             with contextlib.suppress(Exception):
-                process.stop()
+                process.kill()
         self._stack.close()
         if not os.environ.get("CONVEYOR_CHAOS_KEEP"):
             shutil.rmtree(self.root, ignore_errors=True)
@@ -308,7 +324,7 @@ class Soak:
                 "kingdee": {
                     "connector": "kingdee",
                     "role": "erp",
-                    "batch_size": 100,
+                    "batch_size": 50,
                     "settings": kd.settings(self.kingdee.url, timeout_s=TIMEOUT_S),
                 },
                 "sap": {
@@ -590,7 +606,7 @@ class Soak:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 poller.process.wait(timeout=120)
             poller.killed = True  # a poll that ends is not a crash
-            self.stopping.wait(3.0)
+            self.stopping.wait(5.0)
 
     # ---- progress
     def progress_counts(self) -> tuple[int, int] | None:
