@@ -5,8 +5,9 @@ of released production orders.
 A simulator subclasses :class:`ErpSimulator` and answers :class:`SimRequest` with
 :class:`SimResponse`; :func:`start` puts it behind a ``ThreadingHTTPServer``. Faults are applied
 by the server around the simulator (latency before, 5xx instead of, a held or dropped answer
-after the commit) so that every simulator fails the same way. The ``/_sim/*`` endpoints (faults,
-documents, stock, orders) are never subject to faults.
+after the commit; ``SimServer.refuse(seconds)``: the port closed for a while) so that every
+simulator fails the same way. The ``/_sim/*`` endpoints (faults, documents, stock, orders) are
+never subject to faults.
 """
 
 from __future__ import annotations

@@ -19,9 +19,10 @@ Faults, deterministic when asked: per key (``reject`` patterns → a 4xx busines
 ``fail_first`` 5xx answers per key, ``hang_keys``: commit then answer too late, ``drop_keys``:
 commit then close the connection without an answer) or by chance from a seeded generator
 (``fail_rate``: 503 before anything is recorded, ``drop_answer_rate``: commit then drop);
-``delay_s`` latency on every posting; ``echo_headers`` repeats the request's headers in error
-answers (as some gateways do — the hub must never store what they carry); ``idempotent``
-honours ``Idempotency-Key``.
+``delay_s`` latency on every posting; ``refuse(seconds)`` closes the port for a while (a
+service that is down) and serves again with what it holds; ``echo_headers`` repeats the
+request's headers in error answers (as some gateways do — the hub must never store what they
+carry); ``idempotent`` honours ``Idempotency-Key``.
 """
 
 from __future__ import annotations

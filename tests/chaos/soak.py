@@ -76,6 +76,11 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def _port(variable: str) -> int:
+    """The port named by ``variable``, else a free one."""
+    return int(os.environ.get(variable) or free_port())
+
+
 @dataclass
 class Plan:
     """What one soak does."""
@@ -261,14 +266,14 @@ class Soak:
         from tests.support import kingdee as kd
 
         started = time.monotonic()
+        # Ports: CONVEYOR_CHAOS_PG_PORT / _MQ_PORT, else free ones (others on this machine may
+        # run a private cluster of their own on the customary 55432 / 5673).
         self.pg = self._stack.enter_context(
-            PrivatePostgres(
-                self.root / "pg", port=int(os.environ.get("CONVEYOR_CHAOS_PG_PORT", 55432))
-            )
+            PrivatePostgres(self.root / "pg", port=_port("CONVEYOR_CHAOS_PG_PORT"))
         )
         self.mq = self._stack.enter_context(
             PrivateRabbit(
-                self.root / "mq", port=int(os.environ.get("CONVEYOR_CHAOS_MQ_PORT", 5673))
+                self.root / "mq", port=_port("CONVEYOR_CHAOS_MQ_PORT"), dist_port=free_port()
             )
         )
         self.db_url = self.pg.create_database("chaos")
