@@ -849,7 +849,7 @@ class Soak:
                     held["wms"][f"mes:{row['reference']}"] += 1
 
         stored = {(m.source, m.key) for m in messages}
-        status = {(d.source, d.key, d.target): (d.status, d.last_error) for d in deliveries}
+        status: Status = {(d.source, d.key, d.target): (d.status, d.last_error) for d in deliveries}
         expected: list[tuple[str, str]] = []  # (hub key, target)
         for key in self.generated["api"]:
             expected += [(f"mes:{key}", "erp"), (f"mes:{key}", "wms")]
@@ -861,30 +861,7 @@ class Soak:
         for order in orders:
             expected.append((f"kingdee:{order.key}", "erp"))
         figures.deliveries = len(expected)
-        problems: dict[str, list[str]] = defaultdict(list)
-        for hub_key, target in expected:
-            count = held[target].get(hub_key, 0)
-            source, key = hub_key.split(":", 1)
-            state, reason = status.get((source, key, target), (None, None))
-            if count == 1:
-                figures.delivered += 1
-                if state != "delivered":
-                    problems["ledger_disagrees"].append(f"{hub_key}→{target}: {state}")
-            elif count > 1:
-                figures.duplicates += 1
-                problems["duplicates"].append(f"{hub_key}→{target} ×{count}")
-            elif state == "parked" and reason:
-                figures.parked += 1
-                problems["parked"].append(f"{hub_key}→{target}: {reason[:120]}")
-            else:
-                figures.missing += 1
-                problems["missing"].append(f"{hub_key}→{target}: {state}")
-        wanted = {(h, t) for h, t in expected}
-        for target, counts in held.items():
-            for hub_key in counts:
-                if (hub_key, target) not in wanted:
-                    figures.duplicates += 1  # posted, but not for anything the hub was given
-                    problems["unexpected"].append(f"{hub_key}→{target}")
+        problems = tally(figures, expected, held, status)
         # Inbound: every generated record is a message (or parked, for the bad rows).
         for way, source in (("api", "mes"), ("amqp", "line"), ("files", "wh")):
             for key in self.generated[way]:
@@ -932,6 +909,47 @@ class Soak:
     def _hub_key(source: str, text: str) -> str:
         """Kingdee holds the key as the mapping wrote it (``FDescription: {path: key}``)."""
         return text if ":" in text else f"{source}:{text}"
+
+
+Status = dict[tuple[str, str, str], tuple[str | None, str | None]]
+"""(source, key, target) → (delivery status, last error) in the ledger."""
+
+
+def tally(
+    figures: Figures,
+    expected: list[tuple[str, str]],
+    held: dict[str, Counter[str]],
+    status: Status,
+) -> dict[str, list[str]]:
+    """Count each expected (hub key, target) as delivered (held once), duplicate (held more
+    than once), parked (not held, parked with a reason) or missing (neither); anything a target
+    holds that was not expected counts as a duplicate. Returns the problems found, by kind
+    (``ledger_disagrees``: held once but the ledger does not say delivered)."""
+    problems: dict[str, list[str]] = defaultdict(list)
+    for hub_key, target in expected:
+        count = held[target].get(hub_key, 0)
+        source, key = hub_key.split(":", 1)
+        state, reason = status.get((source, key, target), (None, None))
+        if count == 1:
+            figures.delivered += 1
+            if state != "delivered":
+                problems["ledger_disagrees"].append(f"{hub_key}→{target}: {state}")
+        elif count > 1:
+            figures.duplicates += 1
+            problems["duplicates"].append(f"{hub_key}→{target} ×{count}")
+        elif state == "parked" and reason:
+            figures.parked += 1
+            problems["parked"].append(f"{hub_key}→{target}: {reason[:120]}")
+        else:
+            figures.missing += 1
+            problems["missing"].append(f"{hub_key}→{target}: {state}")
+    wanted = set(expected)
+    for target, counts in held.items():
+        for hub_key in counts:
+            if (hub_key, target) not in wanted:
+                figures.duplicates += 1  # posted, but not for anything the hub was given
+                problems["unexpected"].append(f"{hub_key}→{target}")
+    return problems
 
 
 @contextlib.contextmanager
