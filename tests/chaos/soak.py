@@ -185,9 +185,9 @@ class HubProcess:
     starts: int = 0
     killed: bool = False
 
-    def start(self) -> None:
+    def start(self, service: bool = True) -> None:
         self.starts += 1
-        self.killed = False
+        self.killed = not service
         out = (self.logs / f"{self.name}.log").open("ab")
         out.write(f"\n--- start {self.starts} at {time.time():.1f}\n".encode())
         out.flush()
@@ -409,11 +409,13 @@ class Soak:
         connection.close()
 
     # ---- the hub
-    def _hub(self, name: str, *args: str) -> HubProcess:
+    def _hub(self, name: str, *args: str, service: bool = True) -> HubProcess:
+        """Start ``conveyor ARGS``; a service is kept running (``supervise``), a one-off
+        command (a scheduled poll) is not."""
         logs = self.root / "logs"
         logs.mkdir(exist_ok=True)
         process = HubProcess(name, ["--project", str(self.project), *args], self.env, logs)
-        process.start()
+        process.start(service)  # a one-off that ends is never taken for a crash
         self.processes[name] = process
         return process
 
@@ -606,11 +608,10 @@ class Soak:
     def poll_loop(self) -> None:
         """``conveyor poll kingdee`` every few seconds, as Airflow would schedule it."""
         while not self.stopping.is_set():
-            poller = self._hub("poll", "poll", "kingdee")
+            poller = self._hub("poll", "poll", "kingdee", service=False)
             assert poller.process is not None
             with contextlib.suppress(subprocess.TimeoutExpired):
                 poller.process.wait(timeout=120)
-            poller.killed = True  # a poll that ends is not a crash
             self.stopping.wait(5.0)
 
     # ---- progress
