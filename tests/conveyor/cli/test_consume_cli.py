@@ -18,6 +18,7 @@ from conveyor.cli import main
 from conveyor.ledger.db import make_engine
 from tests.conveyor.runtime.conftest import write_jsonl, write_project
 from tests.support.counting_source import order
+from tests.support.down_database import run_for, unreachable_url
 
 
 def test_a_system_that_does_not_receive_is_refused(tmp_path: Path) -> None:
@@ -82,17 +83,12 @@ def test_consume_takes_in_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
 def test_consume_waits_for_a_ledger_it_cannot_reach_instead_of_ending(tmp_path: Path) -> None:
     """A database restart must not end the service: each pass that cannot reach the ledger says
     so and the next one tries again (nothing was acknowledged meanwhile)."""
-    import socket
-
     records = write_jsonl(tmp_path / "line1.jsonl", [order("line1", 1)])
     root = write_project(
         tmp_path / "plant",
         {"line1": {"connector": "fake", "settings": {"records_file": str(records)}}},
     )
-    with socket.socket() as sock:  # a port nothing listens on: the database is down
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    env = {**os.environ, "CONVEYOR_DB_URL": f"postgresql+psycopg://postgres@127.0.0.1:{port}/x"}
+    env = {**os.environ, "CONVEYOR_DB_URL": unreachable_url()}
     for name in ("CONVEYOR_BROKER_URL", "CONVEYOR_PROJECT"):
         env.pop(name, None)
     process = subprocess.Popen(
@@ -101,12 +97,7 @@ def test_consume_waits_for_a_ledger_it_cannot_reach_instead_of_ending(tmp_path: 
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )
-    try:
-        time.sleep(6)  # several passes
-        still_running = process.poll() is None
-    finally:
-        process.send_signal(signal.SIGTERM)
-        _out, err = process.communicate(timeout=30)
+    still_running, code, err = run_for(process, 6)  # several passes
     assert still_running, err
-    assert process.returncode == 0, err
-    assert err.count(b"line1: cannot reach the ledger database") >= 2, err
+    assert code == 0, err
+    assert err.count("line1: cannot reach the ledger database") >= 2, err
