@@ -12,6 +12,11 @@ A simulator class takes ``Options`` (the shared command-line shape), has ``url``
 from __future__ import annotations
 
 import difflib
+import socket
+import socketserver
+import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cache
 from importlib.metadata import entry_points
@@ -71,3 +76,27 @@ def load(kind: str) -> Any:
         hint = f" Did you mean {close[0]!r}?" if close else f" Known: {', '.join(sorted(found))}."
         raise ConfigError(f"No such simulator: {kind!r}.{hint}")
     return found[kind].load()
+
+
+def refuse_for(
+    server: socketserver.TCPServer,
+    seconds: float,
+    refusing: threading.Event,
+    serve_again: Callable[[], object],
+) -> None:
+    """Refuse connections for ``seconds``, as a system whose service is down: the serving loop
+    ends and the listening socket is closed (a new connection is refused by the kernel), and
+    ``refusing`` is set so that a kept-alive connection's next request is closed unanswered and
+    unread; then the server listens on the same port again and ``serve_again`` starts its loop.
+    What the simulator holds is kept. Blocks for ``seconds``."""
+    refusing.set()
+    try:
+        socketserver.BaseServer.shutdown(server)  # the loop only: not a subclass's full stop
+        server.socket.close()
+        time.sleep(seconds)
+        server.socket = socket.socket(server.address_family, server.socket_type)
+        server.server_bind()
+        server.server_activate()
+    finally:
+        refusing.clear()
+    serve_again()

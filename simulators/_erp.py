@@ -5,8 +5,9 @@ of released production orders.
 A simulator subclasses :class:`ErpSimulator` and answers :class:`SimRequest` with
 :class:`SimResponse`; :func:`start` puts it behind a ``ThreadingHTTPServer``. Faults are applied
 by the server around the simulator (latency before, 5xx instead of, a held or dropped answer
-after the commit) so that every simulator fails the same way. The ``/_sim/*`` endpoints (faults,
-documents, stock, orders) are never subject to faults.
+after the commit; ``SimServer.refuse(seconds)``: the port closed for a while) so that every
+simulator fails the same way. The ``/_sim/*`` endpoints (faults, documents, stock, orders) are
+never subject to faults.
 """
 
 from __future__ import annotations
@@ -199,6 +200,8 @@ class StateStore:
 
     def __init__(self, path: str | Path | None = None) -> None:
         self._lock = threading.RLock()
+        self.lock = self._lock
+        """Held by every read and write (re-entrant): hold it to make several one change."""
         self._data: dict[str, dict[str, JSON]] = {}
         self._db: sqlite3.Connection | None = None
         self._batching = 0
@@ -269,10 +272,12 @@ class Numbering:
     def __init__(self, store: StateStore, width: int = 6) -> None:
         self._store = store
         self._width = width
-        self._lock = threading.Lock()
 
     def next_value(self, name: str, start: int = 1) -> int:
-        with self._lock:
+        # The store's own lock, never a second one: a thread inside ``store.batch()`` (seeding
+        # orders) holds it while numbering, and a lock of our own taken first elsewhere (a save)
+        # would wait for it in the opposite order — a deadlock.
+        with self._store.lock:
             current = self._store.get("counters", name)
             value = start if current is None else int(current) + 1
             self._store.put("counters", name, value)
@@ -611,6 +616,7 @@ class SimServer(ThreadingHTTPServer):
         super().__init__(address, _Handler)
         self.simulator = simulator
         self.stopping = threading.Event()
+        self.refusing = threading.Event()
         host, port = self.server_address[0], self.server_address[1]
         shown = f"[{host}]" if isinstance(host, str) and ":" in host else str(host)
         self.url = f"http://{shown}:{port}"
@@ -625,6 +631,13 @@ class SimServer(ThreadingHTTPServer):
         )
         self._thread.start()
         return self
+
+    def refuse(self, seconds: float) -> None:
+        """Refuse connections for ``seconds`` (``simulators.refuse_for``), then serve again with
+        the same state; blocks meanwhile."""
+        from simulators import refuse_for
+
+        refuse_for(self, seconds, self.refusing, self.start)
 
     def shutdown(self) -> None:
         self.stopping.set()  # wakes held ("timeout") answers
@@ -663,6 +676,9 @@ class _Handler(BaseHTTPRequestHandler):
         self._serve()
 
     def _serve(self) -> None:
+        if self.server.refusing.is_set():  # the service is down: nothing read, nothing answered
+            self.close_connection = True
+            return
         split = urlsplit(self.path)
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""

@@ -19,9 +19,10 @@ Faults, deterministic when asked: per key (``reject`` patterns → a 4xx busines
 ``fail_first`` 5xx answers per key, ``hang_keys``: commit then answer too late, ``drop_keys``:
 commit then close the connection without an answer) or by chance from a seeded generator
 (``fail_rate``: 503 before anything is recorded, ``drop_answer_rate``: commit then drop);
-``delay_s`` latency on every posting; ``echo_headers`` repeats the request's headers in error
-answers (as some gateways do — the hub must never store what they carry); ``idempotent``
-honours ``Idempotency-Key``.
+``delay_s`` latency on every posting; ``refuse(seconds)`` closes the port for a while (a
+service that is down) and serves again with what it holds; ``echo_headers`` repeats the
+request's headers in error answers (as some gateways do — the hub must never store what they
+carry); ``idempotent`` honours ``Idempotency-Key``.
 """
 
 from __future__ import annotations
@@ -118,6 +119,9 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _dispatch(self) -> None:
         target = self.server.target
+        if target.refusing.is_set():  # the service is down: nothing read, nothing answered
+            self.close_connection = True
+            return
         try:
             status, data, headers = target.handle(
                 self.command, self.path, dict(self.headers.items()), self._body()
@@ -149,6 +153,8 @@ class HttpTarget:
         self._server.target = self
         self._thread: threading.Thread | None = None
         self._serving = threading.Event()
+        self.refusing = threading.Event()
+        """Set while ``refuse`` keeps the port closed."""
         self._lock = threading.Lock()
         self._random = random.Random(self.behaviour.seed)
         self._open: set[Any] = set()
@@ -216,6 +222,13 @@ class HttpTarget:
         if self._thread is not None:
             self._thread.join(10)
             self._thread = None
+
+    def refuse(self, seconds: float) -> None:
+        """Refuse connections for ``seconds`` (``simulators.refuse_for``), then serve again with
+        everything recorded kept; blocks meanwhile."""
+        from simulators import refuse_for
+
+        refuse_for(self._server, seconds, self.refusing, self.start)
 
     def __enter__(self) -> HttpTarget:
         return self.start()

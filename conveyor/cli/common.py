@@ -88,6 +88,19 @@ class AppContext:
         return Ledger.open(self.project)
 
 
+def ledger_unreachable(exc: BaseException) -> bool:
+    """True for a database error that says the ledger cannot be reached now (restarting, a cut
+    connection): a long-running command waits and tries again rather than ending."""
+    from sqlalchemy.exc import DBAPIError
+
+    if not isinstance(exc, DBAPIError):
+        return False
+    if exc.connection_invalidated:
+        return True
+    text = (str(exc.orig) if exc.orig is not None else str(exc)).lower()
+    return "connection" in text or "could not connect" in text or "timeout" in text
+
+
 def database_problem(exc: BaseException) -> str | None:
     """One line saying what to do about a database error, or None when it is not one (so
     commands never end in a SQLAlchemy traceback for a locked, missing or unreachable ledger)."""
@@ -108,7 +121,7 @@ def database_problem(exc: BaseException) -> str | None:
         return "ledger not initialised: run conveyor db upgrade"
     if "unable to open database file" in lowered:
         return "cannot open the ledger's SQLite file: check CONVEYOR_DB_URL and the folder's rights"
-    if "connection" in lowered or "could not connect" in lowered or "timeout" in lowered:
+    if ledger_unreachable(exc):
         return f"cannot reach the ledger database: {text.splitlines()[0] if text else exc}"
     return None
 

@@ -3,8 +3,9 @@ drop folder) pass after pass until SIGTERM or Ctrl-C — ``conveyor receive`` re
 long-running service.
 
 A signal never interrupts a unit: the current pass finishes (every unit acknowledged only after
-its commit) and the command exits 0. A pass that cannot reach the system (broker down) is logged
-and retried with the connector's backoff; a configuration error stops the command.
+its commit) and the command exits 0. A pass that cannot reach the system (broker down) or the
+ledger (database restarting) is logged and retried after a pause — what it had not committed was
+not acknowledged, so the source offers it again; a configuration error stops the command.
 """
 
 from __future__ import annotations
@@ -16,7 +17,17 @@ from typing import Any
 
 import click
 
-from conveyor.cli.common import AppContext, check_alerts, emit_json, pass_app
+from conveyor.cli.common import (
+    AppContext,
+    check_alerts,
+    database_problem,
+    emit_json,
+    ledger_unreachable,
+    pass_app,
+)
+
+LEDGER_PAUSE_S = 1.0
+"""Wait at least this long before a pass after the ledger could not be reached."""
 
 
 @click.command("consume")
@@ -72,6 +83,13 @@ def consume(
             except ConveyorError as exc:  # the system is unreachable: try again after a pause
                 click.echo(f"{system}: {safe_text(exc)}", err=True)
                 stop.wait(pause_s)
+                continue
+            except Exception as exc:
+                if not ledger_unreachable(exc):
+                    raise
+                # the ledger is restarting: nothing was acknowledged, so nothing is lost
+                click.echo(f"{system}: {database_problem(exc)}", err=True)
+                stop.wait(max(pause_s, LEDGER_PAUSE_S))
                 continue
             if result.units:
                 check_alerts(app, result.counts.get("accepted", 0), engine)

@@ -17,7 +17,13 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
 
 import click
 
-from conveyor.cli.common import AppContext, emit_json, pass_app
+from conveyor.cli.common import (
+    AppContext,
+    database_problem,
+    emit_json,
+    ledger_unreachable,
+    pass_app,
+)
 
 if TYPE_CHECKING:
     from conveyor.connector import Connector
@@ -27,6 +33,8 @@ T = TypeVar("T")
 
 ONCE_PATIENCE_S = 600.0
 """``--once`` waits at most this long for files still being written."""
+LEDGER_PAUSE_S = 1.0
+"""Wait this long before the next pass after the ledger could not be reached."""
 
 
 @runtime_checkable
@@ -98,7 +106,16 @@ def watch(
         while not stop["now"]:
             busy = 0
             for connector in connectors:
-                result = _pass(app, engine, connector, batch_size or BATCH, as_json)
+                try:
+                    result = _pass(app, engine, connector, batch_size or BATCH, as_json)
+                except Exception as exc:
+                    if once or not ledger_unreachable(exc):
+                        raise
+                    # the ledger is restarting: a file is archived only after its commit, and a
+                    # claimed one resumes after its last committed batch on the next pass
+                    click.echo(f"{connector.name}: {database_problem(exc)}", err=True)
+                    time.sleep(LEDGER_PAUSE_S)
+                    continue
                 if result.units:
                     totals.append(result.as_dict())
                 busy += connector.pending()  # type: ignore[attr-defined]

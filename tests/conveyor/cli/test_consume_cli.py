@@ -18,6 +18,7 @@ from conveyor.cli import main
 from conveyor.ledger.db import make_engine
 from tests.conveyor.runtime.conftest import write_jsonl, write_project
 from tests.support.counting_source import order
+from tests.support.down_database import run_for, unreachable_url
 
 
 def test_a_system_that_does_not_receive_is_refused(tmp_path: Path) -> None:
@@ -77,3 +78,26 @@ def test_consume_takes_in_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
     assert count == 3
     assert process.returncode == 0, err
     assert b"line1: units" in out
+
+
+def test_consume_waits_for_a_ledger_it_cannot_reach_instead_of_ending(tmp_path: Path) -> None:
+    """A database restart must not end the service: each pass that cannot reach the ledger says
+    so and the next one tries again (nothing was acknowledged meanwhile)."""
+    records = write_jsonl(tmp_path / "line1.jsonl", [order("line1", 1)])
+    root = write_project(
+        tmp_path / "plant",
+        {"line1": {"connector": "fake", "settings": {"records_file": str(records)}}},
+    )
+    env = {**os.environ, "CONVEYOR_DB_URL": unreachable_url()}
+    for name in ("CONVEYOR_BROKER_URL", "CONVEYOR_PROJECT"):
+        env.pop(name, None)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "conveyor", "--project", str(root), "consume", "line1"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    still_running, code, err = run_for(process, 6)  # several passes
+    assert still_running, err
+    assert code == 0, err
+    assert err.count("line1: cannot reach the ledger database") >= 2, err

@@ -17,6 +17,7 @@ from sqlalchemy import Engine, text
 from connectors.files import file_hash
 from conveyor.ledger import Ledger
 from conveyor.runtime.inbound import resume_stream
+from tests.support.down_database import run_for, unreachable_url
 from tests.support.file_drop import REPO, move_rows, write_moves, write_project
 
 ROWS = 20_000
@@ -102,3 +103,15 @@ def test_a_killed_watcher_resumes_and_takes_every_row_once(tmp_path: Path, engin
     assert parked == [n + 1 for n in BAD]
     assert (drop / "archive" / "moves_1121.csv").is_file()
     assert not any((drop / "processing").iterdir())
+
+
+def test_watch_waits_for_a_ledger_it_cannot_reach_instead_of_ending(tmp_path: Path) -> None:
+    """A database restart must not end the watcher: the file stays claimed (nothing archived
+    before its commit) and each pass says it cannot reach the ledger until it can."""
+    root, drop, _ = _dropped(tmp_path, 10, [])
+    process = conveyor(root, unreachable_url(), "watch")
+    still_running, code, err = run_for(process, 6)
+    assert still_running, err
+    assert code == 0, err
+    assert "wh: cannot reach the ledger database" in err
+    assert not list((drop / "archive").glob("*.csv"))  # not taken in: kept for the next pass
