@@ -5,10 +5,7 @@ nothing; a broker that is down costs the hub nothing but a logged, dropped event
 from __future__ import annotations
 
 import json
-import os
 import time
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,42 +17,14 @@ from conveyor import events
 from conveyor.config import Project
 from conveyor.delivery.worker import Worker, WorkerOptions
 from conveyor.ledger import Ledger
-from conveyor.ledger.db import make_engine
 from tests.conveyor.delivery.conftest import output, target, write_project
-from tests.support.broker import BROKER, broker_available
+from tests.support.broker import BROKER
+from tests.support.events import event_names
 from tests.support.recording_target import RecordingTarget
 
-__all__ = ["target"]  # the recording HTTP target fixture
+__all__ = ["event_names", "target"]  # fixtures: events names, the recording HTTP target
 
 pytestmark = pytest.mark.rabbitmq
-
-
-@pytest.fixture
-def names() -> Iterator[dict[str, str]]:
-    """A unique events exchange and queue on the local broker (deleted afterwards)."""
-    if not broker_available():
-        if os.environ.get("CI"):
-            pytest.fail("RabbitMQ is not reachable on 127.0.0.1:5672")
-        pytest.skip("RabbitMQ not reachable")
-    suffix = uuid.uuid4().hex[:10]
-    chosen = {
-        "exchange": f"conveyor.test.{suffix}.events",
-        "queue": f"conveyor.test.{suffix}.parked",
-    }
-    yield chosen
-    connection = pika.BlockingConnection(pika.URLParameters(BROKER))
-    channel = connection.channel()
-    channel.queue_delete(chosen["queue"])
-    channel.exchange_delete(chosen["exchange"])
-    connection.close()
-
-
-@pytest.fixture
-def sqlite(tmp_path: Path) -> Iterator[Engine]:
-    engine = make_engine(f"sqlite:///{tmp_path / 'ledger.db'}")
-    Ledger(engine).upgrade()
-    yield engine
-    engine.dispose()
 
 
 def queued(queue: str) -> list[tuple[str, dict[str, Any]]]:
@@ -73,21 +42,21 @@ def queued(queue: str) -> list[tuple[str, dict[str, Any]]]:
 
 
 def test_a_parked_delivery_is_published_with_its_target_and_reason(
-    tmp_path: Path, sqlite: Engine, target: RecordingTarget, names: dict[str, str]
+    tmp_path: Path, sqlite_engine: Engine, target: RecordingTarget, event_names: dict[str, str]
 ) -> None:
-    project = write_project(tmp_path / "p", target.url, events={"broker": BROKER, **names})
-    publisher = events.attach(sqlite, project)
+    project = write_project(tmp_path / "p", target.url, events={"broker": BROKER, **event_names})
+    publisher = events.attach(sqlite_engine, project)
     assert publisher is not None
     target.configure(reject={"mes:GR-2/*": 422})
-    Ledger(sqlite, project.router).accept_batch([output(i) for i in range(1, 4)])
+    Ledger(sqlite_engine, project.router).accept_batch([output(i) for i in range(1, 4)])
     Worker(
-        sqlite,
+        sqlite_engine,
         targets=["erp"],
         project=project,
         options=WorkerOptions.from_project(project),
     ).run(until_idle=True, timeout=30)
     assert publisher.flush(10)
-    got = queued(names["queue"])
+    got = queued(event_names["queue"])
     assert [key for key, _ in got] == ["parked.delivery.erp"]
     event = got[0][1]
     assert (event["kind"], event["target"], event["key"], event["status"]) == (
@@ -105,19 +74,19 @@ def _project(root: Path, broker: str, names: dict[str, str]) -> Project:
 
 
 def test_a_parked_record_is_published_after_commit_and_a_rollback_publishes_nothing(
-    tmp_path: Path, sqlite: Engine, names: dict[str, str]
+    tmp_path: Path, sqlite_engine: Engine, event_names: dict[str, str]
 ) -> None:
-    publisher = events.attach(sqlite, _project(tmp_path, BROKER, names))
+    publisher = events.attach(sqlite_engine, _project(tmp_path, BROKER, event_names))
     assert publisher is not None
-    ledger = Ledger(sqlite)
+    ledger = Ledger(sqlite_engine)
     result = ledger.accept({"type": "production_output", "source": "mes", "key": "X-1"})
     assert result.status == "rejected"
-    with sqlite.connect() as conn:
+    with sqlite_engine.connect() as conn:
         transaction = conn.begin()
         ledger.park(stage="map", reason="never kept", record={"a": 1}, system="mes", conn=conn)
         transaction.rollback()  # the batch failed
     assert publisher.flush(10)
-    got = queued(names["queue"])
+    got = queued(event_names["queue"])
     assert [key for key, _ in got] == ["parked.record.mes"]
     event = got[0][1]
     assert event["kind"] == "record"
@@ -127,13 +96,13 @@ def test_a_parked_record_is_published_after_commit_and_a_rollback_publishes_noth
 
 
 def test_a_broker_that_is_down_never_holds_up_the_hub(
-    tmp_path: Path, sqlite: Engine, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, sqlite_engine: Engine, caplog: pytest.LogCaptureFixture
 ) -> None:
     names = {"exchange": "conveyor.test.down", "queue": "conveyor.test.down"}
     down = "amqp://guest:guest@127.0.0.1:1/%2F?connection_attempts=1&socket_timeout=1"
-    publisher = events.attach(sqlite, _project(tmp_path, down, names))
+    publisher = events.attach(sqlite_engine, _project(tmp_path, down, names))
     assert publisher is not None
-    ledger = Ledger(sqlite)
+    ledger = Ledger(sqlite_engine)
     started = time.perf_counter()
     for n in range(3):
         assert ledger.accept({"source": "mes", "key": f"BAD-{n}"}).status == "rejected"

@@ -5,17 +5,15 @@ trigger survives its own serialisation."""
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Iterator
-
 import pika
 import pytest
 
 from conveyor.events import EventsConfig, Publisher
 from tests.support.airflow import airflow_env, run_python
-from tests.support.broker import BROKER, broker_available
+from tests.support.broker import BROKER
+from tests.support.events import event_names
 
-__all__ = ["airflow_env"]  # the session fixture used here
+__all__ = ["airflow_env", "event_names"]  # the fixtures used here
 
 pytestmark = pytest.mark.rabbitmq
 
@@ -49,40 +47,25 @@ print(json.dumps({{"classpath": classpath, "kwargs": kwargs, "first": first, "ag
 """
 
 
-@pytest.fixture
-def names() -> Iterator[dict[str, str]]:
-    """A unique events exchange and queue (deleted afterwards)."""
-    if not broker_available():
-        pytest.skip("RabbitMQ not reachable")
-    suffix = uuid.uuid4().hex[:10]
-    chosen = {"exchange": f"conveyor.test.{suffix}.events", "queue": f"conveyor.test.{suffix}.q"}
-    yield chosen
-    connection = pika.BlockingConnection(pika.URLParameters(BROKER))
-    channel = connection.channel()
-    channel.queue_delete(chosen["queue"])
-    channel.exchange_delete(chosen["exchange"])
-    connection.close()
-
-
 def test_the_trigger_yields_a_published_parking_event_and_acknowledges_it_after(
-    airflow_env: dict[str, str], names: dict[str, str]
+    airflow_env: dict[str, str], event_names: dict[str, str]
 ) -> None:
-    publisher = Publisher(EventsConfig(url=BROKER, **names))
+    publisher = Publisher(EventsConfig(url=BROKER, **event_names))
     event = {"kind": "delivery", "delivery_id": 7, "target": "sap", "reason": "HTTP 422"}
     publisher.submit([event])
     assert publisher.flush(10)
     assert publisher.published == 1
     publisher.close()
 
-    out = run_python(CONSUME.format(url=BROKER, **names), airflow_env)
+    out = run_python(CONSUME.format(url=BROKER, **event_names), airflow_env)
     assert out["classpath"] == "conveyor.airflow.triggers.AmqpEventTrigger"
-    assert out["kwargs"] == {**names, "url": BROKER, "poll_s": 0.2}
+    assert out["kwargs"] == {**event_names, "url": BROKER, "poll_s": 0.2}
     assert out["first"] == event
     assert out["again"] == event  # not acknowledged the first time: offered again
     print(f"trigger: event out of run() {out['seconds']:.2f} s after asking")
 
     connection = pika.BlockingConnection(pika.URLParameters(BROKER))
     channel = connection.channel()
-    left = channel.queue_declare(names["queue"], passive=True).method.message_count
+    left = channel.queue_declare(event_names["queue"], passive=True).method.message_count
     connection.close()
     assert left == 0  # acknowledged once handed over
