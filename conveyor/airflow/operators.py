@@ -49,6 +49,26 @@ def open_hub(project: str | None) -> Iterator[tuple[Project, Ledger]]:
         ledger.engine.dispose()
 
 
+@contextmanager
+def retry_only_transient(also: tuple[type[Exception], ...] = ()) -> Iterator[None]:
+    """A terminal error (a wrong config, an unreadable input, a refusal) — or one of ``also`` —
+    fails the task at once, since retrying cannot help; a transient one is left to Airflow's
+    retries."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from conveyor.errors import ConveyorError
+    from conveyor.redact import safe_text
+
+    try:
+        yield
+    except ConveyorError as exc:
+        if exc.transient:
+            raise
+        raise AirflowFailException(safe_text(exc)) from exc
+    except also as exc:
+        raise AirflowFailException(safe_text(exc)) from exc
+
+
 def stock_alerts(project: Project, ledger: Ledger, accepted: int, engine: Any = None) -> int:
     """The stock-alert check after records were accepted (as the CLI runs it)."""
     from conveyor.reconcile.alerts import check_after_accept
@@ -86,7 +106,7 @@ class ConveyorPollOperator(BaseOperator):
         from conveyor.mapping import MappingEngine
         from conveyor.runtime.inbound import poll_streams
 
-        with open_hub(self.project) as (project, ledger):
+        with retry_only_transient(), open_hub(self.project) as (project, ledger):
             hook = ConveyorHook(self.conveyor_conn_id, system=self.system, project=project)
             connector = hook.connector()
             engine = MappingEngine.load(project)
@@ -124,7 +144,7 @@ class ConveyorFileDropsOperator(BaseOperator):
         from conveyor.runtime.inbound import receive_units
 
         out = []
-        with open_hub(self.project) as (project, ledger):
+        with retry_only_transient(), open_hub(self.project) as (project, ledger):
             engine = MappingEngine.load(project)
             for name in self.systems or file_drop_systems(project):
                 connector = registry.create(project.system(name))
@@ -175,7 +195,8 @@ class ConveyorReconcileOperator(BaseOperator):
         """Run the reconciliation; its summary goes to the log and to XCom."""
         from conveyor.reconcile.service import RunOptions, run_reconciliation
 
-        with open_hub(self.project) as (project, ledger):
+        broken_input = (OSError, ValueError)  # as `conveyor reconcile` exits 2 on them
+        with retry_only_transient(broken_input), open_hub(self.project) as (project, ledger):
             options = RunOptions(
                 systems=self.systems,
                 out=_within(project.root, self.out),
@@ -231,7 +252,7 @@ class ConveyorReplayOperator(BaseOperator):
 
         ids = parse_ids(self.ids)
         dry_run = _truthy(self.list_only)
-        with open_hub(self.project) as (project, ledger):
+        with retry_only_transient(), open_hub(self.project) as (project, ledger):
             engine = ledger.engine
             matching = parked_deliveries(
                 engine, target=self.target or None, reason_like=self.reason_like or None, ids=ids

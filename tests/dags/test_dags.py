@@ -6,11 +6,13 @@ and ``conveyor_replay`` listing without changing anything in a dry run."""
 from __future__ import annotations
 
 import json
+import shutil
 import sqlite3
 import time
 from pathlib import Path
 
 import pytest
+import yaml
 
 from tests.support.airflow import (
     BIN,
@@ -127,7 +129,9 @@ with create_session() as session:
     value = session.query(XComModel.value).filter_by(
         dag_id=dag.dag_id, run_id=run.run_id, task_id={task_id!r}, key="return_value"
     ).scalar()
-print(json.dumps({{"state": str(run.state), "xcom": value, "seconds": took}}, default=str))
+ti = run.get_task_instance({task_id!r})
+print(json.dumps({{"state": str(run.state), "xcom": value, "seconds": took,
+                  "task": str(ti.state), "tries": ti.try_number}}, default=str))
 """
 
 
@@ -205,3 +209,19 @@ def test_replay_dry_run_lists_and_changes_nothing(
     after = _counts(ledger)
     assert after.get("parked", 0) == 0
     assert after["pending"] == before["pending"] + 2
+
+
+def test_a_broken_input_fails_the_reconciliation_at_once(
+    airflow_project: tuple[Path, dict[str, str]], tmp_path: Path
+) -> None:
+    root, env = airflow_project
+    broken = tmp_path / "broken"
+    shutil.copytree(root, broken, ignore=shutil.ignore_patterns("reports", ".conveyor", "*.db"))
+    config = yaml.safe_load((broken / "conveyor.yaml").read_text(encoding="utf-8"))
+    config["airflow"]["reconcile"]["snapshots"] = {"wms": "samples/missing.json"}
+    (broken / "conveyor.yaml").write_text(yaml.safe_dump(config), encoding="utf-8")
+    out = dag_test({**env, "CONVEYOR_PROJECT": str(broken)}, "conveyor_reconcile", "reconcile")
+    assert out["state"] == "failed"
+    assert out["task"] == "failed"  # not up_for_retry: retrying cannot help
+    assert out["tries"] == 1
+    assert not (broken / "reports").exists()
