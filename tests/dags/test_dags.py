@@ -24,6 +24,7 @@ from tests.support.airflow import (
     run,
     run_python,
 )
+from tests.support.file_drop import move_rows, write_moves, write_project
 
 __all__ = ["airflow_env", "airflow_project"]  # the session fixtures used here
 
@@ -225,3 +226,27 @@ def test_a_broken_input_fails_the_reconciliation_at_once(
     assert out["task"] == "failed"  # not up_for_retry: retrying cannot help
     assert out["tries"] == 1
     assert not (broken / "reports").exists()
+
+
+def test_file_drops_dag_takes_in_the_inbox_and_parks_the_bad_row(
+    airflow_env: dict[str, str], tmp_path: Path
+) -> None:
+    root = write_project(
+        tmp_path / "wh_project",
+        {"root": str(tmp_path / "drop"), "patterns": {"moves_*.csv": "stock_transfer"}},
+    )
+    (tmp_path / "drop" / "inbox").mkdir(parents=True)
+    write_moves(tmp_path / "drop" / "inbox" / "moves_1.csv", move_rows(5, bad=[3]))
+    env = {
+        **airflow_env,
+        "CONVEYOR_PROJECT": str(root),
+        "CONVEYOR_DB_URL": f"sqlite:///{root / 'ledger.db'}",
+    }
+    assert conveyor(["db", "upgrade"], env, root).returncode == 0
+    out = dag_test(env, "conveyor_file_drops", "take_in")
+    assert out["state"] == "success"
+    (result,) = out["xcom"]
+    assert (result["units"], result["acknowledged"], result["failed"]) == (1, 1, 0)
+    assert (result["accepted"], result["parked"]) == (4, 1)
+    assert not list((tmp_path / "drop" / "inbox").iterdir())
+    assert [p.name for p in (tmp_path / "drop" / "archive").glob("moves_1.csv")] == ["moves_1.csv"]
