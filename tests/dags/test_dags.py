@@ -117,30 +117,42 @@ def test_reserialize_is_clean(airflow_project: tuple[Path, dict[str, str]]) -> N
 
 
 DAG_TEST = """
-import json, time
+import json, os, sqlite3, time
 from airflow.dag_processing.dagbag import DagBag
 from airflow.models.xcom import XComModel
 from airflow.utils.session import create_session
 
+def deliveries():
+    ledger = os.environ["CONVEYOR_DB_URL"].removeprefix("sqlite:///")
+    with sqlite3.connect(ledger) as db:
+        return dict(db.execute("select status, count(*) from deliveries group by status"))
+
 dag = DagBag().get_dag({dag_id!r})
-started = time.perf_counter()
-run = dag.test(run_conf={conf!r})
-took = time.perf_counter() - started
-with create_session() as session:
-    value = session.query(XComModel.value).filter_by(
-        dag_id=dag.dag_id, run_id=run.run_id, task_id={task_id!r}, key="return_value"
-    ).scalar()
-ti = run.get_task_instance({task_id!r})
-print(json.dumps({{"state": str(run.state), "xcom": value, "seconds": took,
-                  "task": str(ti.state), "tries": ti.try_number}}, default=str))
+out = []
+for conf in {confs!r}:
+    started = time.perf_counter()
+    run = dag.test(run_conf=conf)
+    took = time.perf_counter() - started
+    with create_session() as session:
+        value = session.query(XComModel.value).filter_by(
+            dag_id=dag.dag_id, run_id=run.run_id, task_id={task_id!r}, key="return_value"
+        ).scalar()
+    ti = run.get_task_instance({task_id!r})
+    out.append({{"state": str(run.state), "xcom": value, "seconds": took, "task": str(ti.state),
+                "tries": ti.try_number, "deliveries": deliveries()}})
+print(json.dumps(out, default=str))
 """
 
 
-def dag_test(env: dict[str, str], dag_id: str, task_id: str, conf: dict | None = None) -> dict:
-    """``dag.test()`` of one DAG in a child process: the run's state, its task's XCom, time."""
-    out = run_python(DAG_TEST.format(dag_id=dag_id, task_id=task_id, conf=conf or {}), env)
-    print(f"{dag_id}: dag.test() {out['seconds']:.1f} s")
-    return dict(out)
+def dag_test(env: dict[str, str], dag_id: str, task_id: str, *confs: dict) -> list[dict]:
+    """``dag.test()`` of one DAG in a child process, once per conf (one run without): each run's
+    state, its task's state, tries and XCom, the time it took, and the ledger's deliveries by
+    status after it."""
+    code = DAG_TEST.format(dag_id=dag_id, task_id=task_id, confs=list(confs) or [{}])
+    out = run_python(code, env)
+    for one in out:
+        print(f"{dag_id}: dag.test() {one['seconds']:.1f} s")
+    return list(out)
 
 
 VOLATILE = ("run_id", "generated_at")
@@ -150,7 +162,7 @@ def test_reconcile_dag_writes_the_report_conveyor_reconcile_writes(
     airflow_project: tuple[Path, dict[str, str]], tmp_path: Path
 ) -> None:
     root, env = airflow_project
-    out = dag_test(env, "conveyor_reconcile", "reconcile")
+    (out,) = dag_test(env, "conveyor_reconcile", "reconcile")
     assert out["state"] == "success"
     summary = out["xcom"]["summary"]
     assert (summary["lines"], summary["matched"], summary["quantity_mismatch"]) == (5, 3, 1)
@@ -193,21 +205,22 @@ def test_replay_dry_run_lists_and_changes_nothing(
     before = _counts(ledger)
     assert before["parked"] == 2
 
-    out = dag_test(
+    dry, real = dag_test(
         env,
         "conveyor_replay",
         "replay",
         {"target": "sap", "reason_like": "material locked", "dry_run": True},
+        {"target": "sap", "dry_run": False},
     )
-    assert out["state"] == "success"
-    assert out["xcom"]["dry_run"] is True
-    assert out["xcom"]["selected"] == sorted(ids)
-    assert {d["reason"] for d in out["xcom"]["deliveries"]} == {"sap: material locked (M7 021)"}
-    assert _counts(ledger) == before  # nothing changed
+    assert dry["state"] == "success"
+    assert dry["xcom"]["dry_run"] is True
+    assert dry["xcom"]["selected"] == sorted(ids)
+    assert {d["reason"] for d in dry["xcom"]["deliveries"]} == {"sap: material locked (M7 021)"}
+    assert dry["deliveries"] == before  # nothing changed
 
-    out = dag_test(env, "conveyor_replay", "replay", {"target": "sap", "dry_run": False})
-    assert out["xcom"]["requeued"] == 2
-    after = _counts(ledger)
+    assert real["xcom"]["requeued"] == 2
+    after = real["deliveries"]
+    assert after == _counts(ledger)
     assert after.get("parked", 0) == 0
     assert after["pending"] == before["pending"] + 2
 
@@ -221,7 +234,7 @@ def test_a_broken_input_fails_the_reconciliation_at_once(
     config = yaml.safe_load((broken / "conveyor.yaml").read_text(encoding="utf-8"))
     config["airflow"]["reconcile"]["snapshots"] = {"wms": "samples/missing.json"}
     (broken / "conveyor.yaml").write_text(yaml.safe_dump(config), encoding="utf-8")
-    out = dag_test({**env, "CONVEYOR_PROJECT": str(broken)}, "conveyor_reconcile", "reconcile")
+    (out,) = dag_test({**env, "CONVEYOR_PROJECT": str(broken)}, "conveyor_reconcile", "reconcile")
     assert out["state"] == "failed"
     assert out["task"] == "failed"  # not up_for_retry: retrying cannot help
     assert out["tries"] == 1
@@ -243,7 +256,7 @@ def test_file_drops_dag_takes_in_the_inbox_and_parks_the_bad_row(
         "CONVEYOR_DB_URL": f"sqlite:///{root / 'ledger.db'}",
     }
     assert conveyor(["db", "upgrade"], env, root).returncode == 0
-    out = dag_test(env, "conveyor_file_drops", "take_in")
+    (out,) = dag_test(env, "conveyor_file_drops", "take_in")
     assert out["state"] == "success"
     (result,) = out["xcom"]
     assert (result["units"], result["acknowledged"], result["failed"]) == (1, 1, 0)
