@@ -114,8 +114,8 @@ def overview(hub: Hub, *, now: datetime | None = None) -> dict[str, Any]:
         # no reason, no filter to replay by (an empty one would take the whole target)
         conf = reason and {
             "target": group["target"],
-            "reason": reason[:REASON_FILTER_CHARS],
-            "ids": [],
+            "reason_like": reason[:REASON_FILTER_CHARS],
+            "ids": None,
             "dry_run": True,
         }
         reasons.setdefault(group["target"], []).append(

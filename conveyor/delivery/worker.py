@@ -43,6 +43,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from sqlalchemy import Engine, Table, and_, case, func, or_, select, true, update
 
+from conveyor import events
 from conveyor.config import RetryPolicy
 from conveyor.delivery.batch_sql import BatchStatements, Recorded
 from conveyor.delivery.idempotent import business_key, deliver, idempotency_key, look_up_first
@@ -255,6 +256,7 @@ class DeliveryCore:
         d = deliveries_t
         now = utcnow()
         out: dict[int, float | None] = {}
+        held_ids: list[int] = []
         with self.engine.begin() as conn:
             rows = conn.execute(
                 select(
@@ -307,17 +309,21 @@ class DeliveryCore:
                     ).rowcount
                     out[r.id] = None
                     self.counters.add(held=held)
+                    if held:
+                        held_ids.append(r.id)
                 else:
                     due = blocker.next_attempt_at
                     wait = (due - now).total_seconds() if due and due > now else 0.0
                     out[r.id] = max(HOLD_DELAY_S, wait)
                     self.counters.add(deferred=1)
+        events.deliveries_parked(self.engine, held_ids)
         return out
 
     def _record_dead_lettered(self, jobs: Sequence[Job]) -> None:
         """The broker gave up on these (delivery limit): park them unless already settled."""
         d = deliveries_t
         now = utcnow()
+        newly_parked: list[int] = []
         with self.engine.begin() as conn:
             for job in jobs:
                 parked = conn.execute(
@@ -343,6 +349,9 @@ class DeliveryCore:
                     )
                 ).rowcount
                 self.counters.add(parked=parked)
+                if parked:
+                    newly_parked.append(job.delivery_id)
+        events.deliveries_parked(self.engine, newly_parked)
 
     # ------------------------------------------------------------------ one delivery
     def outbound(self, target: str, message: dict[str, Any]) -> dict[str, Any]:
@@ -567,6 +576,9 @@ class DeliveryCore:
                 for o in outcomes
             ],
             now,
+        )
+        events.deliveries_parked(
+            self.engine, [o.delivery_id for o in others if o.status in ("parked", "needs_check")]
         )
         tried = [o for o in others if not o.not_attempted]
         self.counters.add(

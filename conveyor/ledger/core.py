@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any, Literal, cast
 from sqlalchemy import Connection, Engine, Table, or_, select, text, tuple_
 from sqlalchemy.dialects import postgresql, sqlite
 
+from conveyor import events
 from conveyor import messages as canonical
 from conveyor.delivery.notes import decode_notes
 from conveyor.errors import ConveyorError, Problem, RecordError, ValidationError
@@ -178,7 +179,9 @@ class Ledger:
         """The ledger of a project (its URL and routes)."""
         from conveyor.ledger.db import make_engine
 
-        return cls(make_engine(url or project.db_url), project.router)
+        ledger = cls(make_engine(url or project.db_url), project.router)
+        events.attach(ledger.engine, project)
+        return ledger
 
     @property
     def dialect(self) -> str:
@@ -821,6 +824,7 @@ class Ledger:
                 fresh,
             ).all()
             known.update({r.fingerprint: r.id for r in returned})
+            events.note_records(conn, fresh, [r.id for r in returned])
         return [known[r["fingerprint"]] for r in rows]
 
     def park(

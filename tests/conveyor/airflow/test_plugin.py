@@ -220,7 +220,7 @@ def test_the_page_shows_targets_parked_reasons_and_the_latest_reconciliation(
 
     buttons = re.findall(r'<button type="button" class="replay" data-conf="([^"]+)"', page)
     assert [json.loads(html.unescape(b)) for b in buttons] == [
-        {"target": "sap", "reason": REASON, "ids": [], "dry_run": True}
+        {"target": "sap", "reason_like": REASON, "ids": None, "dry_run": True}
     ]
     assert "(no reason recorded)" in page  # shown, but no button: no filter to replay by
     assert '<b id="accuracy">60.00 %</b>' in page
