@@ -30,7 +30,7 @@ from pydantic import ValidationError as ModelError
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from conveyor.api import schemas as s
-from conveyor.api.batcher import GroupCommit
+from conveyor.api.batcher import Admission, Busy, GroupCommit
 from conveyor.api.guards import BodyLimit, jsonable, read_body, xml_refusal
 from conveyor.api.metrics import Metrics
 from conveyor.api.tokens import TokenInfo, TokenStore
@@ -60,6 +60,12 @@ class ApiSettings:
     """Browser origins allowed to call the API (none: CORS off)."""
     check_broker: bool = True
     """``/readyz`` also opens a broker connection when one is configured."""
+    max_queued_messages: int = 10_000
+    """Most messages waiting for the ledger (group commit); over it: 503 with ``Retry-After``."""
+    max_queued_bodies: int = 16
+    """Most ``/v1/ingest`` bodies being taken in or waiting to be; over it: 503 likewise."""
+    retry_after_s: int = 2
+    """The ``Retry-After`` of a 503 answered because the ledger is busy or unreachable."""
 
     @classmethod
     def of(cls, project: Project) -> ApiSettings:
@@ -82,6 +88,8 @@ class Hub:
     metrics: Metrics
     alerts: AlertChecker
     accepter: GroupCommit
+    bodies: Admission
+    """``/v1/ingest`` bodies in progress (bounded: ``api.max_queued_bodies``)."""
     _engine: Any = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -208,7 +216,15 @@ AUTH_ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"model": s.Error, "description": "No token, or a token the hub does not know."},
     403: {"model": s.Error, "description": "The token lacks the route's scope."},
     413: {"model": s.Error, "description": "The body is over `api.max_body_bytes`."},
-    503: {"model": s.Error, "description": "The ledger cannot be reached."},
+    503: {
+        "model": s.Error,
+        "description": "The ledger cannot be reached, or is behind (more than "
+        "`api.max_queued_messages` messages or `api.max_queued_bodies` bodies wait): nothing was "
+        "taken, send again after `Retry-After` seconds.",
+        "headers": {
+            "Retry-After": {"description": "Seconds to wait.", "schema": {"type": "integer"}}
+        },
+    },
 }
 QUERY_ERRORS: dict[int | str, dict[str, Any]] = {
     **AUTH_ERRORS,
@@ -263,7 +279,10 @@ def create_app(
         tokens=tokens or TokenStore.of_project(project.root),
         metrics=metrics,
         alerts=AlertChecker(project, ledger),
-        accepter=GroupCommit(ledger),
+        accepter=GroupCommit(
+            ledger, max_queued=settings.max_queued_messages, retry_after_s=settings.retry_after_s
+        ),
+        bodies=Admission("bodies", settings.max_queued_bodies, settings.retry_after_s),
     )
     app = FastAPI(
         title="Conveyor hub API",
@@ -291,7 +310,18 @@ def create_app(
         from conveyor.cli.common import database_problem
 
         log.error("ledger error on %s: %s", request.url.path, safe_text(exc))
-        return _json({"detail": database_problem(exc) or "the ledger failed"}, 503)
+        return _json(
+            {"detail": database_problem(exc) or "the ledger failed"},
+            503,
+            headers={"Retry-After": str(settings.retry_after_s)},
+        )
+
+    @app.exception_handler(Busy)
+    async def _busy(request: Request, exc: Exception) -> JSONResponse:
+        # back pressure: the ledger is behind, nothing of this request was taken
+        assert isinstance(exc, Busy)
+        hub.metrics.busy(exc.what)
+        return _json({"detail": str(exc)}, 503, headers={"Retry-After": str(exc.retry_after_s)})
 
     @app.exception_handler(ConfigError)
     async def _misconfigured(request: Request, exc: Exception) -> JSONResponse:
@@ -354,6 +384,7 @@ def _routes(app: FastAPI) -> None:
     async def post_messages(request: Request) -> JSONResponse:
         """Accept one canonical message or an array of them (see the API description)."""
         hub: Hub = request.app.state.hub
+        hub.accepter.admission.check()  # the ledger is behind: refuse before reading the body
         body = await read_body(request, hub.settings.max_body_bytes)
         request_id = uuid.uuid4().hex
         if len(body) < INLINE_PARSE_BYTES:  # a small body parses faster than a thread hop
@@ -381,8 +412,6 @@ def _routes(app: FastAPI) -> None:
     async def post_ingest(request: Request, system: str, message_type: str) -> JSONResponse:
         """A body in ``system``'s own format (by Content-Type: JSON, CSV, B2MML or IDoc XML),
         mapped and accepted as a dropped file would be: counts and the parked reasons."""
-        from conveyor import formats
-        from conveyor.api.ingest import format_for, is_xml, media_type
         from conveyor.messages import MESSAGE_TYPES
 
         hub: Hub = request.app.state.hub
@@ -391,6 +420,19 @@ def _routes(app: FastAPI) -> None:
             raise HTTPException(404, f"unknown system {system!r}")
         if message_type not in MESSAGE_TYPES:
             raise HTTPException(404, f"unknown message type {message_type!r}")
+        hub.bodies.enter(1)  # the ledger is behind: refuse before reading the body
+        try:
+            return await _take_body(request, hub, declared, message_type)
+        finally:
+            hub.bodies.leave(1)
+
+    async def _take_body(
+        request: Request, hub: Hub, declared: Any, message_type: str
+    ) -> JSONResponse:
+        from conveyor import formats
+        from conveyor.api.ingest import format_for, is_xml, media_type
+
+        system = declared.name
         header = request.headers.get("content-type")
         body = await read_body(request, hub.settings.max_body_bytes)
         request_id = uuid.uuid4().hex
