@@ -132,7 +132,7 @@ def _post_ignoring_errors(base: str, token: str, messages: list[dict[str, Any]])
 def test_killed_mid_replay_requeues_each_delivery_once(
     tmp_path: Path, engine: Engine, target: RecordingTarget
 ) -> None:
-    total = 1200  # three replay chunks of 500
+    total = 600  # two replay chunks: 500 and 100
     setup = Setup(engine.dialect.name, engine, None, tmp_path / "plant", target)
     setup.configure(alerts={"on_accept": False})
     target.configure(reject={"*": 422})
