@@ -23,6 +23,10 @@ For each batch of jobs from the transport, ``DeliveryCore.process``:
    ``RetryPolicy.max_attempts``; ``parked`` with the full reason after a terminal error or when the
    retries are spent; ``needs_check`` when nobody can tell whether the target has the document.
 
+A target that does not answer at all (refused, or silent until the timeout) is left alone for a
+growing backoff (``breaker``): its deliveries are given back untried meanwhile, so one target
+down does not hold delivery threads — and the other targets' deliveries — behind its timeouts.
+
 ``Worker`` runs that with a pool of threads per process (competing consumers: run as many
 processes as you like), the outbox relay for broker transports, and a heartbeat; with
 ``until_idle`` it stops once no delivery of its targets is pending, in flight or retrying.

@@ -81,18 +81,15 @@ class Load:
     """What the clients did."""
 
     messages: int = 0
-    requests: int = 0
+    """Messages accepted (answers 202)."""
     refused: int = 0
     """Answers 503 (back pressure), each posted again after its Retry-After."""
     seconds: float = 0.0
-    statuses: dict[int, int] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def add(self, status: int, messages: int) -> None:
         """Count one answer."""
         with self._lock:
-            self.requests += 1
-            self.statuses[status] = self.statuses.get(status, 0) + 1
             if status == 503:
                 self.refused += 1
             else:
