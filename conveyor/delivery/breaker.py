@@ -43,12 +43,18 @@ class TargetBreaker:
             return left if left > 0 else None
 
     def failed(self, target: str) -> float:
-        """``target`` did not answer: leave it alone a while longer; returns for how long."""
+        """``target`` did not answer: leave it alone a while longer; returns for how long.
+
+        Failures that end while it is already left alone (other threads' attempts, started
+        before it was marked down) do not lengthen the wait again: it grows once per probe."""
+        now = time.monotonic()
         with self._lock:
             down = self._down.get(target)
+            if down is not None and down.until > now:
+                return down.until - now
             failures = down.failures + 1 if down is not None else 1
             delay = backoff_delay(failures, self.policy)
-            self._down[target] = _Down(failures, time.monotonic() + delay)
+            self._down[target] = _Down(failures, now + delay)
             return delay
 
     def answered(self, target: str) -> None:

@@ -472,7 +472,9 @@ class DeliveryCore:
                     outcomes.append(outcome)
                     if outcome.status != "delivered":
                         failed[(row["target"], row["ordering_key"])] = outcome
-                    self._heard(target, outcome)
+                if answered:  # one call: one answer, or one silence, for the breaker
+                    down = next((o for o in answered if o.target_down), answered[0])
+                    self._heard(target, down)
             waiting = later
         return outcomes
 

@@ -4,6 +4,7 @@ with each failed probe (bounded by ``retry.max_delay_s``); any answer closes it.
 from __future__ import annotations
 
 import socket
+import time
 
 import requests
 
@@ -16,18 +17,20 @@ from tests.support.scripted import RawServer
 
 
 def test_a_target_without_answer_is_left_alone_until_its_backoff_passed() -> None:
-    breaker = TargetBreaker(RetryPolicy(max_attempts=5, base_delay_s=10.0, max_delay_s=40.0))
+    breaker = TargetBreaker(RetryPolicy(max_attempts=5, base_delay_s=0.04, max_delay_s=0.16))
     assert breaker.wait_s("erp") is None
     first = breaker.failed("erp")
-    assert 5.0 <= first <= 10.0
+    assert 0.02 <= first <= 0.04
     wait = breaker.wait_s("erp")
     assert wait is not None
     assert 0 < wait <= first
     assert breaker.down() == ["erp"]
     assert breaker.wait_s("wms") is None  # the others are not touched
-    assert 10.0 <= breaker.failed("erp") <= 20.0
-    assert 20.0 <= breaker.failed("erp") <= 40.0
-    assert breaker.failed("erp") <= 40.0  # bounded by max_delay_s
+    assert breaker.failed("erp") <= first  # another thread's failure meanwhile: no longer wait
+    for low, high in ((0.04, 0.08), (0.08, 0.16), (0.08, 0.16)):  # bounded by max_delay_s
+        time.sleep(0.17)  # the wait has passed: the next failure is the next probe's
+        assert breaker.wait_s("erp") is None
+        assert low <= breaker.failed("erp") <= high
     breaker.answered("erp")
     assert breaker.wait_s("erp") is None
     assert breaker.down() == []
