@@ -5,8 +5,8 @@ the other targets' deliveries wait behind it.
 
 The wait grows with each failed probe as a delivery's own backoff does (``retry.backoff_delay``,
 bounded by ``retry.max_delay_s``); the first answer of any kind from the target (a document
-delivered or refused) closes the breaker. Deliveries given back this way keep their attempts: a
-target down for an hour parks nothing by itself.
+delivered or refused) closes the breaker. A delivery given back this way is not counted as an
+attempt: only the probes are, so a long outage spends few of ``retry.max_attempts``.
 """
 
 from __future__ import annotations
