@@ -48,7 +48,7 @@ def _project(root: Path, urls: dict[str, str], timeout_s: float) -> Project:
         "systems": systems,
         "routes": [{"type": "production_output", "source": "mes", "targets": list(TARGETS)}],
         # a target down for an hour keeps retrying (never parked by a short policy)
-        "retry": {"max_attempts": 10_000, "base_delay_s": 0.2, "max_delay_s": 2.0},
+        "retry": {"max_attempts": 10_000, "base_delay_s": 0.2, "max_delay_s": 5.0},
         "transport": {"stale_after_s": 5, "heartbeat_s": 0.5, "poll_s": 0.05},
         "alerts": {"on_accept": False},
     }
