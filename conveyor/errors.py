@@ -40,6 +40,11 @@ class TransientError(ConveyorError):
     ``Retry-After``), which the worker's backoff never undercuts."""
 
     transient = True
+    no_answer: bool = False
+    """The target could not be reached or kept silent until the timeout (refused, unreachable,
+    timed out): it is likely down as a whole, not just for this document. The worker then leaves
+    the target alone for a while (``conveyor.delivery.breaker``) instead of letting each of its
+    deliveries wait out a timeout in turn."""
 
     def __init__(self, *args: object, retry_after_s: float | None = None) -> None:
         super().__init__(*args)

@@ -33,7 +33,7 @@ from pydantic import ValidationError as ModelError
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from conveyor.api import schemas as s
-from conveyor.api.batcher import GroupCommit
+from conveyor.api.batcher import Admission, Busy, GroupCommit
 from conveyor.api.guards import BodyLimit, jsonable, read_body, xml_refusal
 from conveyor.api.metrics import Metrics
 from conveyor.api.tokens import TokenInfo, TokenStore
@@ -63,6 +63,12 @@ class ApiSettings:
     """Browser origins allowed to call the API (none: CORS off)."""
     check_broker: bool = True
     """``/readyz`` also opens a broker connection when one is configured."""
+    max_queued_messages: int = 10_000
+    """Most messages waiting for the ledger (group commit); over it: 503 with ``Retry-After``."""
+    max_queued_bodies: int = 16
+    """Most ``/v1/ingest`` bodies being taken in or waiting to be; over it: 503 likewise."""
+    retry_after_s: int = 2
+    """The ``Retry-After`` of a 503 answered because the ledger is busy or unreachable."""
 
     @classmethod
     def of(cls, project: Project) -> ApiSettings:
@@ -85,6 +91,8 @@ class Hub:
     metrics: Metrics
     alerts: AlertChecker
     accepter: GroupCommit
+    bodies: Admission
+    """``/v1/ingest`` bodies in progress (bounded: ``api.max_queued_bodies``)."""
     _engine: Any = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -216,7 +224,15 @@ AUTH_ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"model": s.Error, "description": "No token, or a token the hub does not know."},
     403: {"model": s.Error, "description": "The token lacks the route's scope."},
     413: {"model": s.Error, "description": "The body is over `api.max_body_bytes`."},
-    503: {"model": s.Error, "description": "The ledger cannot be reached."},
+    503: {
+        "model": s.Error,
+        "description": "The ledger cannot be reached, or is behind (more than "
+        "`api.max_queued_messages` messages or `api.max_queued_bodies` bodies wait): nothing was "
+        "taken, send again after `Retry-After` seconds.",
+        "headers": {
+            "Retry-After": {"description": "Seconds to wait.", "schema": {"type": "integer"}}
+        },
+    },
 }
 QUERY_ERRORS: dict[int | str, dict[str, Any]] = {
     **AUTH_ERRORS,
@@ -232,6 +248,11 @@ class LazyHub:
         self._build = build
         self._hub: Hub | None = None
         self._lock = threading.Lock()
+
+    @property
+    def built(self) -> Hub | None:
+        """The hub if a caller has built it already."""
+        return self._hub
 
     def get(self) -> Hub:
         """The hub (built by the first caller)."""
@@ -308,16 +329,20 @@ def build_hub(project: Project, **parts: Unpack[HubParts]) -> Hub:
     from conveyor.ledger import Ledger
 
     ledger = parts.get("ledger") or Ledger.open(project)
+    settings = parts.get("settings") or ApiSettings.of(project)
     metrics = parts.get("metrics") or Metrics(ledger, systems=project.systems)
     metrics.project = project
     return Hub(
         project=project,
         ledger=ledger,
-        settings=parts.get("settings") or ApiSettings.of(project),
+        settings=settings,
         tokens=parts.get("tokens") or TokenStore.of_project(project.root),
         metrics=metrics,
         alerts=AlertChecker(project, ledger),
-        accepter=GroupCommit(ledger),
+        accepter=GroupCommit(
+            ledger, max_queued=settings.max_queued_messages, retry_after_s=settings.retry_after_s
+        ),
+        bodies=Admission("bodies", settings.max_queued_bodies, settings.retry_after_s),
     )
 
 
@@ -331,6 +356,13 @@ def mount_operations(app: FastAPI, hub: Hub | LazyHub, guard: Guard) -> None:
     operation_routes(app, guard)
 
 
+def _retry_after_s(request: Request) -> int:
+    """The hub's ``api.retry_after_s``; the default while a lazily built hub is not built yet."""
+    found: Hub | LazyHub = request.app.state.hub
+    hub = found if isinstance(found, Hub) else found.built
+    return (hub.settings if hub is not None else ApiSettings()).retry_after_s
+
+
 def _error_handlers(app: FastAPI) -> None:
     @app.exception_handler(OperationalError)
     @app.exception_handler(DBAPIError)
@@ -338,7 +370,18 @@ def _error_handlers(app: FastAPI) -> None:
         from conveyor.cli.common import database_problem
 
         log.error("ledger error on %s: %s", request.url.path, safe_text(exc))
-        return _json({"detail": database_problem(exc) or "the ledger failed"}, 503)
+        return _json(
+            {"detail": database_problem(exc) or "the ledger failed"},
+            503,
+            headers={"Retry-After": str(_retry_after_s(request))},
+        )
+
+    @app.exception_handler(Busy)
+    async def _busy(request: Request, exc: Exception) -> JSONResponse:
+        # back pressure: the ledger is behind, nothing of this request was taken
+        assert isinstance(exc, Busy)
+        _app_hub(request).metrics.busy(exc.what)
+        return _json({"detail": str(exc)}, 503, headers={"Retry-After": str(exc.retry_after_s)})
 
     @app.exception_handler(ConfigError)
     async def _misconfigured(request: Request, exc: Exception) -> JSONResponse:
@@ -407,6 +450,7 @@ def _intake_routes(app: FastAPI, guard: Guard) -> None:
     async def post_messages(request: Request) -> JSONResponse:
         """Accept one canonical message or an array of them (see the API description)."""
         hub = _app_hub(request)
+        hub.accepter.admission.check()  # the ledger is behind: refuse before reading the body
         body = await read_body(request, hub.settings.max_body_bytes)
         request_id = uuid.uuid4().hex
         if len(body) < INLINE_PARSE_BYTES:  # a small body parses faster than a thread hop
@@ -434,8 +478,6 @@ def _intake_routes(app: FastAPI, guard: Guard) -> None:
     async def post_ingest(request: Request, system: str, message_type: str) -> JSONResponse:
         """A body in ``system``'s own format (by Content-Type: JSON, CSV, B2MML or IDoc XML),
         mapped and accepted as a dropped file would be: counts and the parked reasons."""
-        from conveyor import formats
-        from conveyor.api.ingest import format_for, is_xml, media_type
         from conveyor.messages import MESSAGE_TYPES
 
         hub = _app_hub(request)
@@ -444,6 +486,19 @@ def _intake_routes(app: FastAPI, guard: Guard) -> None:
             raise HTTPException(404, f"unknown system {system!r}")
         if message_type not in MESSAGE_TYPES:
             raise HTTPException(404, f"unknown message type {message_type!r}")
+        hub.bodies.enter(1)  # the ledger is behind: refuse before reading the body
+        try:
+            return await _take_body(request, hub, declared, message_type)
+        finally:
+            hub.bodies.leave(1)
+
+    async def _take_body(
+        request: Request, hub: Hub, declared: Any, message_type: str
+    ) -> JSONResponse:
+        from conveyor import formats
+        from conveyor.api.ingest import format_for, is_xml, media_type
+
+        system = declared.name
         header = request.headers.get("content-type")
         body = await read_body(request, hub.settings.max_body_bytes)
         request_id = uuid.uuid4().hex

@@ -9,6 +9,9 @@ Counted as it happens (this process):
                                                        (unmappable)
     conveyor_inbound_poll_lag_seconds{system}          seconds since the last finished poll or
                                                        receive pass of a system (``conveyor up``)
+    conveyor_api_busy_total{waiting}                   requests answered 503 because too many
+                                                       ``messages`` or ``bodies`` waited for the
+                                                       ledger (back pressure)
 
 Read from the ledger at scrape time (true for every process on the ledger, so ``serve`` without
 workers shows them too):
@@ -103,6 +106,12 @@ class Metrics:
             ("alert",),
             registry=self.registry,
         )
+        self.refused = Counter(
+            "conveyor_api_busy",
+            "Requests answered 503 because the ledger was behind (back pressure), by what waited.",
+            ("waiting",),
+            registry=self.registry,
+        )
         self._lock = threading.Lock()
         self._polled: dict[str, float] = {}
         self._since: datetime = utcnow()
@@ -122,6 +131,10 @@ class Metrics:
         self.messages.labels(
             self.label(source, self.systems), self.label(message_type, MESSAGE_TYPES), status
         ).inc(amount)
+
+    def busy(self, waiting: str) -> None:
+        """A request was answered 503: too many ``waiting`` (messages, bodies) for the ledger."""
+        self.refused.labels(waiting).inc()
 
     def polled(self, system: str) -> None:
         """A poll or receive pass of ``system`` has finished."""

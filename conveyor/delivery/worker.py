@@ -23,6 +23,10 @@ For each batch of jobs from the transport, ``DeliveryCore.process``:
    ``RetryPolicy.max_attempts``; ``parked`` with the full reason after a terminal error or when the
    retries are spent; ``needs_check`` when nobody can tell whether the target has the document.
 
+A target that does not answer at all (refused, or silent until the timeout) is left alone for a
+growing backoff (``breaker``): its deliveries are given back untried meanwhile, so one target
+down does not hold delivery threads — and the other targets' deliveries — behind its timeouts.
+
 ``Worker`` runs that with a pool of threads per process (competing consumers: run as many
 processes as you like), the outbox relay for broker transports, and a heartbeat; with
 ``until_idle`` it stops once no delivery of its targets is pending, in flight or retrying.
@@ -46,6 +50,7 @@ from sqlalchemy import Engine, Table, and_, case, func, or_, select, true, updat
 from conveyor import events
 from conveyor.config import RetryPolicy
 from conveyor.delivery.batch_sql import BatchStatements, Recorded
+from conveyor.delivery.breaker import TargetBreaker
 from conveyor.delivery.idempotent import business_key, deliver, idempotency_key, look_up_first
 from conveyor.delivery.notes import delivery_notes, encode_notes
 from conveyor.delivery.ordering import FINAL, blocker_of
@@ -120,6 +125,9 @@ class _Outcome:
     blocked_by: int | None = None
     not_attempted: bool = False
     """Claimed but not tried (an earlier delivery of its chain failed): the attempt is undone."""
+    target_down: bool = False
+    """A transient failure without any answer (refused, timed out): the target is left alone
+    for a while (``breaker``)."""
 
 
 def _delivered(delivery_id: int, result: SendResult) -> _Outcome:
@@ -181,6 +189,8 @@ class DeliveryCore:
         self._active_lock = threading.Lock()
         self._mapping_checked = time.monotonic()
         self.sql = BatchStatements(engine, worker_id=worker_id, stale_after_s=stale_after_s)
+        self.breaker = TargetBreaker(policy)
+        """Targets that did not answer at all, left alone until their backoff has passed."""
 
     # ------------------------------------------------------------------ the batch
     def process(self, jobs: Sequence[Job]) -> list[tuple[Job, float | None]]:
@@ -236,6 +246,10 @@ class DeliveryCore:
                 if self.stopping.is_set():  # shutting down: give the rest back untried
                     outcomes.append(self._untried(row, 0.0))
                     continue
+                wait = self.breaker.wait_s(target)
+                if wait is not None:  # down: no thread waits out its timeouts meanwhile
+                    outcomes.append(self._untried(row, max(HOLD_DELAY_S, wait)))
+                    continue
                 if earlier is not None:
                     outcomes.append(self._behind(row, earlier))
                     continue
@@ -243,6 +257,7 @@ class DeliveryCore:
                 outcomes.append(outcome)
                 if outcome.status != "delivered":
                     failed[chain] = outcome
+                self._heard(target, outcome)
         self._record(outcomes)
         for outcome in outcomes:
             job = jobs[outcome.delivery_id]
@@ -410,6 +425,7 @@ class DeliveryCore:
             error=_error_text(exc),
             delay_s=delay,
             needs_lookup=ambiguous,
+            target_down=isinstance(exc, TransientError) and exc.no_answer,
         )
 
     # ------------------------------------------------------------------ batches
@@ -435,7 +451,8 @@ class DeliveryCore:
     ) -> list[_Outcome]:
         """Deliver ``rows`` (id order) with ``send_batch``. A call carries at most one delivery
         of each ordering chain, so a later one is sent only after the earlier one went through
-        (rounds); one that fails holds the rest of its chain, as on the one-by-one path."""
+        (rounds); one that fails holds the rest of its chain, as on the one-by-one path. While the
+        target is down (``breaker``) the rest is given back untried."""
         outcomes: list[_Outcome] = []
         waiting = rows
         while waiting:
@@ -455,11 +472,18 @@ class DeliveryCore:
                     round_rows.append(row)
             for start in range(0, len(round_rows), size):
                 chunk = round_rows[start : start + size]
+                wait = self.breaker.wait_s(target)
+                if wait is not None:  # down: no thread waits out its timeouts meanwhile
+                    outcomes.extend(self._untried(row, max(HOLD_DELAY_S, wait)) for row in chunk)
+                    continue
                 answered = self._attempt_batch(target, chunk, messages)
                 for row, outcome in zip(chunk, answered, strict=True):
                     outcomes.append(outcome)
                     if outcome.status != "delivered":
                         failed[(row["target"], row["ordering_key"])] = outcome
+                if answered:  # one call: one answer, or one silence, for the breaker
+                    down = next((o for o in answered if o.target_down), answered[0])
+                    self._heard(target, down)
             waiting = later
         return outcomes
 
@@ -525,6 +549,13 @@ class DeliveryCore:
                     )
                     done[row["id"]] = self._failed(row, error)
         return [done[row["id"]] for row in rows]
+
+    def _heard(self, target: str, outcome: _Outcome) -> None:
+        """Tell the breaker whether ``target`` answered this attempt at all."""
+        if outcome.target_down:
+            self.breaker.failed(target)
+        elif not outcome.not_attempted:
+            self.breaker.answered(target)
 
     def _behind(self, row: dict[str, Any], earlier: _Outcome) -> _Outcome:
         """A delivery claimed with an earlier one of its chain that did not go through: it is

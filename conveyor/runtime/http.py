@@ -168,14 +168,20 @@ def classify(exc: requests.RequestException, *, name: str, what: str, sends: boo
     """The error a ``requests`` failure means. ``sends``: the request changes the target (a
     posting), so a failure after it may have gone out is ambiguous; a lookup is just transient."""
     text = safe_text(f"{type(exc).__name__}: {exc}", 500)
+    error: TransientError
     if _not_sent(exc):
         kind = "connect timeout" if isinstance(exc, requests.ConnectTimeout) else "not sent"
-        return TransientError(f"{name}: {what}: {kind}: {text}")
-    if not sends:
-        return TransientError(f"{name}: {what} failed: {text}")
-    if isinstance(exc, requests.ReadTimeout):
-        return AmbiguousDeliveryError(f"{name}: {what}: no answer in time after sending: {text}")
-    return AmbiguousDeliveryError(f"{name}: {what}: the answer was lost after sending: {text}")
+        error = TransientError(f"{name}: {what}: {kind}: {text}")
+    elif not sends:
+        error = TransientError(f"{name}: {what} failed: {text}")
+    elif isinstance(exc, requests.ReadTimeout):
+        error = AmbiguousDeliveryError(f"{name}: {what}: no answer in time after sending: {text}")
+    else:
+        return AmbiguousDeliveryError(f"{name}: {what}: the answer was lost after sending: {text}")
+    # unreachable or silent until the timeout: the target as a whole is likely down (an answer
+    # cut off is not: the target was there, and it cost no wait)
+    error.no_answer = _not_sent(exc) or isinstance(exc, requests.Timeout)
+    return error
 
 
 def raise_for_status(response: requests.Response, *, name: str, what: str) -> None:

@@ -46,7 +46,7 @@ HUB_ENV = {"CONVEYOR_DB_URL", "CONVEYOR_BROKER_URL", "CONVEYOR_PROJECT"}
 HUB_ENV_NOT_PASSED = {
     "CONVEYOR_DB_LOCK_TIMEOUT": "SQLite's write-lock wait; the compose ledger is PostgreSQL",
     "CONVEYOR_USER": "who ran a reconciliation; defaults to the container's login name",
-    "CONVEYOR_EVENTS_URL": "parking events go to CONVEYOR_BROKER_URL, the deployment's one RabbitMQ",
+    "CONVEYOR_EVENTS_URL": "parking events go to CONVEYOR_BROKER_URL, the one RabbitMQ",
 }
 """Variables the hub reads that compose deliberately leaves unset, with the reason."""
 
