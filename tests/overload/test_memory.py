@@ -35,7 +35,7 @@ from tests.support.hub_process import conveyor, free_port, kill, wait_http
 pytestmark = pytest.mark.postgres
 
 RSS_BOUND_MB = 300
-"""Peak RSS allowed to each process (measured peaks: docs/reliability-overload.md)."""
+"""Peak RSS allowed to each process (measured peaks: docs/reliability.md)."""
 
 
 def rss_mb(pid: int) -> float:
