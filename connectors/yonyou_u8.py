@@ -224,6 +224,10 @@ class YonyouU8Connector(Connector):
                     f"system {self.name!r}: U8 token refused: {answer.get('errcode')} "
                     f"{safe_text(answer.get('errmsg'), 200)}"
                 )
+            if token.get("id") in (None, ""):  # a gateway's answer cut short: ask again later
+                raise TransientError(
+                    f"{self.name}: token: the answer has no token id: {safe_text(answer, 200)}"
+                )
             age = self.token_max_age_s
             with contextlib.suppress(TypeError, ValueError):  # no usable expiry: the age rules
                 age = min(age, float(token.get("expiresIn") or age) - 60)
