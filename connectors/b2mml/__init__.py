@@ -23,7 +23,7 @@ from urllib.parse import quote
 from lxml import etree
 
 from connectors.b2mml.writer import VERSION_NAMESPACES, DocumentError, schedule
-from connectors.b2mml.xml import schema_for
+from connectors.b2mml.xml import safe_parser, schema_for
 from conveyor.connector import Connector, SendResult
 from conveyor.errors import ConfigError, RejectedError
 from conveyor.paths import confined
@@ -94,7 +94,7 @@ class B2mmlConnector(Connector):
         body = schedule(document, self.version)
         compiled = schema_for(self.settings, self.namespace, SCHEDULE_DOCUMENTS[self.version])
         if compiled is not None:
-            tree = etree.fromstring(body, etree.XMLParser(resolve_entities=False))
+            tree = etree.fromstring(body, safe_parser())
             if not compiled.validate(tree):
                 raise DocumentError(
                     f"{self.name}: the schedule breaks the B2MML schema: {compiled.error_log}"
