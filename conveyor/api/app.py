@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import csv
 import io
+import re
 import logging
 import threading
 import uuid
@@ -719,18 +720,17 @@ def _routes(app: FastAPI) -> None:
         return Response(hub.metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
 
+_DECIMAL = re.compile(r"-?[0-9]+(\.[0-9]+)?")
+
+
 def _csv_cell(value: Any) -> str:
+    """A cell of a CSV answer: an exact decimal as it is (a negative quantity is no formula);
+    any other text neutralised as in the reports (``=``, ``+``, ``-``, ``@``, their full-width
+    forms, after leading whitespace, or a tab / CR first)."""
+    from conveyor.reconcile.reports import neutralise
+
     text = "" if value is None else str(value)
-    # a cell starting like a formula would run in a spreadsheet: quote it
-    return "'" + text if text[:1] in ("=", "+", "-", "@") and not _number(text) else text
-
-
-def _number(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
+    return text if _DECIMAL.fullmatch(text) else neutralise(text)
 
 
 def _message_status(message: dict[str, Any]) -> str:
