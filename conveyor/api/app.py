@@ -14,8 +14,8 @@ from __future__ import annotations
 import asyncio
 import csv
 import io
-import re
 import logging
+import re
 import threading
 import uuid
 from collections.abc import Awaitable, Callable
