@@ -27,7 +27,12 @@ from connectors.b2mml.xml import safe_parser, schema_for
 from conveyor.connector import Connector, SendResult
 from conveyor.errors import ConfigError, RejectedError
 from conveyor.paths import confined
-from conveyor.runtime.http import HTTP_SETTINGS_SCHEMA, HttpClient, raise_for_status
+from conveyor.runtime.http import (
+    HTTP_SETTINGS_SCHEMA,
+    HttpClient,
+    loads_answer,
+    raise_for_status,
+)
 
 __all__ = ["B2mmlConnector"]
 
@@ -44,7 +49,7 @@ def _reference(response: Any) -> str | None:
     """The MES's number for a document: ``id`` of a JSON answer, else the ``Location`` header."""
     if "json" in response.headers.get("Content-Type", ""):
         try:
-            answer = response.json()
+            answer = loads_answer(response.content)
         except ValueError:
             answer = None
         if isinstance(answer, dict) and answer.get("id"):

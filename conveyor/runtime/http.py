@@ -34,6 +34,7 @@ import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 import requests
@@ -192,6 +193,27 @@ def raise_for_status(response: requests.Response, *, name: str, what: str) -> No
         raise error
 
 
+def loads_answer(content: bytes | str) -> Any:
+    """The JSON of an answer, numbers as ``Decimal``; ``ValueError`` when it is not JSON — also
+    when it nests deeper than the parser's stack (a broken or hostile server's answer), which
+    Python's parser reports as a ``RecursionError``."""
+    try:
+        return json.loads(content, parse_float=Decimal)
+    except RecursionError:
+        raise ValueError("the answer nests deeper than any real answer does") from None
+
+
+def answer_int(value: Any, *, name: str, what: str) -> int:
+    """An integer the server answered (a page count, a row id); anything else in its place is
+    a malformed answer, transient like any unreadable answer to a read."""
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise TransientError(
+            f"{name}: {what}: the answer holds {safe_text(value, 80)} where an integer belongs"
+        ) from None
+
+
 class HttpClient:
     """One connector's HTTP: its pooled session, timeouts and fixed headers (thread-safe)."""
 
@@ -292,7 +314,7 @@ class HttpClient:
         if not response.content:
             return None
         try:
-            return response.json()
+            return loads_answer(response.content)
         except ValueError as exc:
             raise AmbiguousDeliveryError(
                 f"{self.name}: {what}: the answer is not JSON: {safe_text(response.text, 200)}"

@@ -82,9 +82,11 @@ class Mutating:
 
     def mutate(self, status: int, body: bytes) -> tuple[int, bytes]:
         draw = self.data.draw
-        kind = draw(st.integers(0, 9), label="mutation")
+        kind = draw(st.integers(0, 10), label="mutation")
         if kind <= 3:
             return status, body  # most answers stay true, so later steps are reached
+        if kind == 10:  # nested past the parser's stack: the answer of a broken or hostile ERP
+            return status, draw(st.sampled_from([b"[" * 100_000, b'{"a":' * 100_000]))
         if kind == 4:
             return draw(st.sampled_from(STATUSES), label="status"), body
         if kind == 5:
