@@ -50,6 +50,9 @@ from conveyor.redact import safe_text
 
 USER_AGENT = "conveyor-hub"
 DEFAULT_TIMEOUT_S = 10.0
+MAX_ANSWER_BYTES = 64 << 20
+"""Largest answer read (``max_answer_bytes``): a page of a big query is a few megabytes; an
+answer that does not end is a broken or hostile server, refused before it fills the memory."""
 HTTP_SETTINGS_SCHEMA: dict[str, Any] = {
     "timeout_s": {"type": "number", "exclusiveMinimum": 0},
     "connect_timeout_s": {"type": "number", "exclusiveMinimum": 0},
@@ -57,6 +60,7 @@ HTTP_SETTINGS_SCHEMA: dict[str, Any] = {
     "client_cert": {"type": "string"},
     "client_key": {"type": "string"},
     "verify_tls": {"type": "boolean"},
+    "max_answer_bytes": {"type": "integer", "minimum": 1024},
 }
 """The settings this layer reads, for connectors to merge into their ``config_schema``."""
 
@@ -79,6 +83,7 @@ class HttpSettings:
     client_cert: str | None = None
     client_key: str | None = None
     verify_tls: bool = True
+    max_answer_bytes: int = MAX_ANSWER_BYTES
 
     @classmethod
     def of(cls, settings: Mapping[str, Any]) -> HttpSettings:
@@ -92,6 +97,7 @@ class HttpSettings:
             client_cert=settings.get("client_cert"),
             client_key=settings.get("client_key"),
             verify_tls=bool(settings.get("verify_tls", True)),
+            max_answer_bytes=int(settings.get("max_answer_bytes", MAX_ANSWER_BYTES)),
         )
 
     @property
@@ -259,7 +265,7 @@ class HttpClient:
         """One exchange, its answer read whole; transport failures classified (``classify``)."""
         merged = {**self.headers, **(headers or {})}
         try:
-            return self.session.request(
+            response = self.session.request(
                 method,
                 url,
                 data=body,
@@ -267,9 +273,29 @@ class HttpClient:
                 timeout=self.settings.timeout,
                 verify=self.settings.verify,
                 allow_redirects=False,
+                stream=True,
             )
+            self._read_within_limit(response, what=what, sends=sends)
+            return response
         except requests.RequestException as exc:
             raise classify(exc, name=self.name, what=what, sends=sends) from None
+
+    def _read_within_limit(self, response: requests.Response, *, what: str, sends: bool) -> None:
+        """Read the answer's body, refusing it past ``max_answer_bytes`` (ambiguous after a
+        posting: the target may have acted; transient otherwise)."""
+        limit = self.settings.max_answer_bytes
+        content = bytearray()
+        for chunk in response.iter_content(64 * 1024):
+            content += chunk
+            if len(content) > limit:
+                response.close()
+                error = AmbiguousDeliveryError if sends else TransientError
+                raise error(
+                    f"{self.name}: {what}: the answer is over {limit:,} bytes "
+                    "(max_answer_bytes): refused unread"
+                )
+        response._content = bytes(content)
+        response._content_consumed = True  # type: ignore[attr-defined]
 
     def post_json(
         self,
