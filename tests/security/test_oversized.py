@@ -8,6 +8,7 @@ tests/connectors/test_soap.py."""
 from __future__ import annotations
 
 import io
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -27,7 +28,7 @@ from conveyor.mapping.readers import read_csv
 from conveyor.messages import parse_json
 from conveyor.runtime.http import HttpClient
 from conveyor.yamlfile import load_yaml
-from tests.support.scripted import Answer, Scripted
+from tests.support.scripted import Answer, Scripted, serving
 
 MIB = 1 << 20
 
@@ -53,13 +54,11 @@ class Counting(io.RawIOBase):
 
 
 @pytest.fixture
-def big_answer() -> Scripted:
-    server = Scripted()
-    server.thread.start()
-    server.answer(Answer(200, b"[" + b" " * (8 * MIB) + b"]", {"Content-Type": "application/json"}))
-    yield server
-    server.server.shutdown()
-    server.server.server_close()
+def big_answer() -> Iterator[Scripted]:
+    with serving() as server:
+        body = b"[" + b" " * (8 * MIB) + b"]"
+        server.answer(Answer(200, body, {"Content-Type": "application/json"}))
+        yield server
 
 
 @pytest.mark.parametrize(

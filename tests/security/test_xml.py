@@ -29,7 +29,7 @@ from conveyor.reconcile.sources.xml import xml_records
 from simulators.sap import STYLES, UnsafeXml, wsdl
 from simulators.sap import parse_safely as simulator_parse
 from tests.connectors.test_idoc import TWO_ORDERS
-from tests.support.scripted import Answer, Scripted
+from tests.support.scripted import Answer, Scripted, serving
 
 REPO = Path(__file__).resolve().parents[2]
 SECRET = "TOP-SECRET-9f1c2e"
@@ -133,11 +133,8 @@ REFUSALS: tuple[type[BaseException], ...] = (ConveyorError, UnsafeXml, ValueErro
 @pytest.fixture(scope="module")
 def listener() -> Iterator[Scripted]:
     """A server the hostile URLs point at; it must receive nothing."""
-    server = Scripted()
-    server.thread.start()
-    yield server
-    server.server.shutdown()
-    server.server.server_close()
+    with serving() as server:
+        yield server
 
 
 @pytest.fixture
@@ -180,13 +177,10 @@ def soap_server(monkeypatch: pytest.MonkeyPatch) -> Iterator[Scripted]:
     """A server that hands out the SAP simulator's WSDL, then the answers queued."""
     monkeypatch.setenv("CONVEYOR_SAP_USERNAME", "RFC_HUB")
     monkeypatch.setenv("CONVEYOR_SAP_PASSWORD", "soap-pass-1c9e")
-    server = Scripted()
-    server.thread.start()
     forget_wsdls()
-    yield server
+    with serving() as server:
+        yield server
     forget_wsdls()
-    server.server.shutdown()
-    server.server.server_close()
 
 
 def _sap(server: Scripted, tmp_path: Path) -> SapConnector:

@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from tests.support.scripted import Scripted
+from tests.support.scripted import Scripted, serving
 
 
 @dataclass(frozen=True)
@@ -116,15 +116,9 @@ def make_pki(folder: Path, host: str = "127.0.0.1") -> Pki:
 def https_server(pki: Pki) -> Iterator[Scripted]:
     """``Scripted`` serving HTTPS with the CA-signed certificate; ``url`` stays ``http://…``
     (callers swap the scheme), ``ca_bundle`` is the CA file."""
-    server = Scripted()
-    server.ca_bundle = str(pki.ca_file)
-    server.server.socket = pki.server_context().wrap_socket(server.server.socket, server_side=True)
-    server.thread.start()
-    try:
+    with serving(pki.server_context()) as server:
+        server.ca_bundle = str(pki.ca_file)
         yield server
-    finally:
-        server.server.shutdown()
-        server.server.server_close()
 
 
 class TlsProxy:
