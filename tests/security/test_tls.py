@@ -82,13 +82,13 @@ def test_https_needs_the_ca_and_works_with_it(
     url = server.url.replace("http://", "https://")
     cache = {"wsdl_cache": str(tmp_path / "wsdl.db")} if kind in ("sap", "soap") else {}
     cls = registry.load(kind)
-    plain = cls(kind, {**settings_for(kind, url), "timeout_s": 3, **cache})
+    plain = cls(kind, {**settings_for(kind, url), "timeout_s": 10, **cache})
     with pytest.raises(ConveyorError) as refused:
         _call(plain)()
     assert "certificate" in str(refused.value).lower() or "ssl" in str(refused.value).lower()
     assert server.received == []  # refused in the handshake: not one request was read
     trusting = cls(
-        kind, {**settings_for(kind, url), "timeout_s": 3, "ca_bundle": str(pki.ca_file), **cache}
+        kind, {**settings_for(kind, url), "timeout_s": 10, "ca_bundle": str(pki.ca_file), **cache}
     )
     problem = ""
     try:
