@@ -37,7 +37,6 @@ import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from decimal import Decimal
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
@@ -54,7 +53,7 @@ from conveyor.errors import (
 )
 from conveyor.messages import json_default
 from conveyor.redact import safe_text
-from conveyor.runtime.http import HTTP_SETTINGS_SCHEMA, HttpClient
+from conveyor.runtime.http import HTTP_SETTINGS_SCHEMA, HttpClient, answer_int, loads_answer
 
 log = logging.getLogger(__name__)
 
@@ -379,6 +378,9 @@ class KingdeeConnector(Connector):
                 self._session_id = None
                 self._login()
 
+    def _int(self, value: Any, what: str) -> int:
+        return answer_int(value, name=self.name, what=what)
+
     def _parse(self, response: requests.Response, *, what: str, writes: bool) -> Any:
         """The JSON of an answer; anything else is ambiguous after a write, else transient."""
         from conveyor.runtime.http import raise_for_status
@@ -387,7 +389,7 @@ class KingdeeConnector(Connector):
         error = AmbiguousDeliveryError if writes else TransientError
         text = response.text
         try:
-            return json.loads(text, parse_float=Decimal)
+            return loads_answer(text)
         except ValueError:
             raise error(
                 f"{self.name}: {what}: the answer is not JSON (HTTP {response.status_code}): "
@@ -521,7 +523,7 @@ class KingdeeConnector(Connector):
             bills: dict[int, list[dict[str, Any]]] = {}
             for row in rows:
                 record = _nest(MO_FIELDS, row)
-                bills.setdefault(int(record["FID"]), []).append(record)
+                bills.setdefault(self._int(record["FID"], "PRD_MO FID"), []).append(record)
             if full and len(bills) > 1:
                 # the last bill may continue on the next page: read it whole next time
                 bills.pop(list(bills)[-1])
@@ -533,7 +535,7 @@ class KingdeeConnector(Connector):
             components = self._components([entries[0]["FBillNo"] for entries in bills.values()])
             for entries in bills.values():
                 last = entries[-1]
-                after = _Cursor(str(last["FModifyDate"]), int(last["FID"]))
+                after = _Cursor(str(last["FModifyDate"]), self._int(last["FID"], "PRD_MO FID"))
                 for position, entry in enumerate(entries):
                     record = self._order_record(entry, components)
                     is_last = position == len(entries) - 1
@@ -586,7 +588,8 @@ class KingdeeConnector(Connector):
             ):
                 for row in page:
                     line = _nest(PPBOM_FIELDS, row)
-                    key = (str(line.pop("FMOBillNO")), int(line.pop("FMOEntrySeq") or 1))
+                    entry = self._int(line.pop("FMOEntrySeq") or 1, "PRD_PPBOM FMOEntrySeq")
+                    key = (str(line.pop("FMOBillNO")), entry)
                     line["FSeq"] = line.pop("FEntity_FSeq")
                     found.setdefault(key, []).append(line)
         return found

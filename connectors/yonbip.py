@@ -29,7 +29,6 @@ import json
 import threading
 import time
 from collections.abc import Iterator, Mapping
-from decimal import Decimal
 from typing import Any, ClassVar
 from urllib.parse import urlencode
 
@@ -47,7 +46,13 @@ from conveyor.errors import (
 )
 from conveyor.messages import json_default
 from conveyor.redact import safe_text
-from conveyor.runtime.http import HTTP_SETTINGS_SCHEMA, HttpClient, raise_for_status
+from conveyor.runtime.http import (
+    HTTP_SETTINGS_SCHEMA,
+    HttpClient,
+    answer_int,
+    loads_answer,
+    raise_for_status,
+)
 
 TOKEN_PATH = "/iuap-api-auth/open-auth/selfAppAuth/getAccessToken"  # noqa: S105 - a URL path
 DEFAULT_SAVE_PATHS: dict[str, str] = {
@@ -176,7 +181,7 @@ class YonBIPConnector(Connector):
         ambiguous after a posting and transient otherwise."""
         error: type[TransientError] = AmbiguousDeliveryError if sends else TransientError
         try:
-            answer = json.loads(response.content.decode("utf-8-sig"), parse_float=Decimal)
+            answer = loads_answer(response.content.decode("utf-8-sig"))
         except (ValueError, UnicodeDecodeError):
             raise error(
                 f"{self.name}: {what}: the answer is not JSON (HTTP {response.status_code}): "
@@ -307,7 +312,9 @@ class YonBIPConnector(Connector):
                 if isinstance(record, Mapping) and str(record.get("id")) not in seen:
                     seen.add(str(record.get("id")))  # a list row per product line: one order
                     orders.append(record)
-            page_count = int(data.get("pageCount") or 0)
+            page_count = answer_int(
+                data.get("pageCount") or 0, name=self.name, what="productionorder/list pageCount"
+            )
             if not records or page >= page_count:
                 break
             page += 1

@@ -30,7 +30,6 @@ import sqlite3
 import threading
 import time
 from collections.abc import Iterator, Mapping
-from decimal import Decimal
 from pathlib import Path
 from typing import Any, ClassVar
 from urllib.parse import urlencode
@@ -49,7 +48,13 @@ from conveyor.errors import (
 )
 from conveyor.messages import json_default
 from conveyor.redact import safe_text
-from conveyor.runtime.http import HTTP_SETTINGS_SCHEMA, HttpClient, raise_for_status
+from conveyor.runtime.http import (
+    HTTP_SETTINGS_SCHEMA,
+    HttpClient,
+    answer_int,
+    loads_answer,
+    raise_for_status,
+)
 
 OK = "0"
 DEFAULT_RESOURCES: dict[str, str] = {
@@ -224,6 +229,10 @@ class YonyouU8Connector(Connector):
                     f"system {self.name!r}: U8 token refused: {answer.get('errcode')} "
                     f"{safe_text(answer.get('errmsg'), 200)}"
                 )
+            if token.get("id") in (None, ""):  # a gateway's answer cut short: ask again later
+                raise TransientError(
+                    f"{self.name}: token: the answer has no token id: {safe_text(answer, 200)}"
+                )
             age = self.token_max_age_s
             with contextlib.suppress(TypeError, ValueError):  # no usable expiry: the age rules
                 age = min(age, float(token.get("expiresIn") or age) - 60)
@@ -270,7 +279,7 @@ class YonyouU8Connector(Connector):
         raise_for_status(response, name=self.name, what=what)
         error: type[TransientError] = AmbiguousDeliveryError if sends else TransientError
         try:
-            answer = json.loads(response.content.decode("utf-8-sig"), parse_float=Decimal)
+            answer = loads_answer(response.content.decode("utf-8-sig"))
         except (ValueError, UnicodeDecodeError):
             raise error(
                 f"{self.name}: {what}: the answer is not JSON (HTTP {response.status_code}): "
@@ -469,7 +478,8 @@ class YonyouU8Connector(Connector):
             for row in rows:
                 line += 1
                 yield RawRecord(data=row, line=line)
-            if not rows or page >= int(answer.get("page_count") or 0):
+            pages = answer_int(answer.get("page_count") or 0, name=self.name, what="page_count")
+            if not rows or page >= pages:
                 return
             page += 1
 

@@ -150,8 +150,9 @@ def load_yaml(path: Path, limits: Limits | None = None) -> LoadedYaml:
             "save the file as UTF-8",
             file=str(path),
         ) from None
-    loader = _LimitedLoader(text, limits)
+    loader: _LimitedLoader | None = None
     try:
+        loader = _LimitedLoader(text, limits)  # its reader refuses control characters at once
         node = loader.get_single_node()
         if node is not None:
             expanded = _expanded_size(node, limits.max_yaml_nodes)
@@ -168,10 +169,16 @@ def load_yaml(path: Path, limits: Limits | None = None) -> LoadedYaml:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark is not None else 1
         raise ConfigError(f"YAML syntax: {exc.problem or exc}", file=str(path), line=line) from None
+    except yaml.reader.ReaderError as exc:
+        line = text.count("\n", 0, exc.position) + 1
+        raise ConfigError(
+            f"character #x{exc.character:04x} is not allowed in YAML", file=str(path), line=line
+        ) from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"YAML: {exc}", file=str(path), line=1) from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
     return LoadedYaml(path=path, data=data, node=node, text=text)
 
 

@@ -119,3 +119,16 @@ def _default_limits() -> Iterator[None]:
     limits.use(limits.DEFAULT)
     yield
     limits.use(limits.DEFAULT)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """``fuzz <target>: N cases, M unexpected exceptions`` for every fuzz target that ran
+    (tests/fuzz and the property tests of tests/security)."""
+    import sys
+
+    harness = sys.modules.get("tests.fuzz.harness")
+    lines = harness.summary() if harness is not None else []
+    if lines:
+        terminalreporter.section(f"fuzz targets (hypothesis profile {harness.PROFILE})")
+        for line in lines:
+            terminalreporter.write_line(line)

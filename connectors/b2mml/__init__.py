@@ -23,11 +23,16 @@ from urllib.parse import quote
 from lxml import etree
 
 from connectors.b2mml.writer import VERSION_NAMESPACES, DocumentError, schedule
-from connectors.b2mml.xml import schema_for
+from connectors.b2mml.xml import safe_parser, schema_for
 from conveyor.connector import Connector, SendResult
 from conveyor.errors import ConfigError, RejectedError
 from conveyor.paths import confined
-from conveyor.runtime.http import HTTP_SETTINGS_SCHEMA, HttpClient, raise_for_status
+from conveyor.runtime.http import (
+    HTTP_SETTINGS_SCHEMA,
+    HttpClient,
+    loads_answer,
+    raise_for_status,
+)
 
 __all__ = ["B2mmlConnector"]
 
@@ -44,7 +49,7 @@ def _reference(response: Any) -> str | None:
     """The MES's number for a document: ``id`` of a JSON answer, else the ``Location`` header."""
     if "json" in response.headers.get("Content-Type", ""):
         try:
-            answer = response.json()
+            answer = loads_answer(response.content)
         except ValueError:
             answer = None
         if isinstance(answer, dict) and answer.get("id"):
@@ -94,7 +99,7 @@ class B2mmlConnector(Connector):
         body = schedule(document, self.version)
         compiled = schema_for(self.settings, self.namespace, SCHEDULE_DOCUMENTS[self.version])
         if compiled is not None:
-            tree = etree.fromstring(body, etree.XMLParser(resolve_entities=False))
+            tree = etree.fromstring(body, safe_parser())
             if not compiled.validate(tree):
                 raise DocumentError(
                     f"{self.name}: the schedule breaks the B2MML schema: {compiled.error_log}"

@@ -159,8 +159,15 @@ def schema(path: Path) -> etree.XMLSchema:
         found = _schemas.get(key)
         if found is None:
             try:
-                found = etree.XMLSchema(etree.parse(str(key), safe_parser()))
-            except (etree.XMLSchemaParseError, etree.XMLSyntaxError, OSError) as exc:
+                tree = etree.parse(str(key), safe_parser())
+                refuse_doctype(tree, str(key))  # an official XSD declares no entities
+                found = etree.XMLSchema(tree)
+            except (
+                etree.XMLSchemaParseError,
+                etree.XMLSyntaxError,
+                OSError,
+                UnreadableFileError,
+            ) as exc:
                 raise ConfigError(f"cannot compile the schema {key}: {exc}") from exc
             _schemas[key] = found
         _schemas[path] = found

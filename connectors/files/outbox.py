@@ -28,6 +28,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from connectors.files.inbox import safe_name
 from conveyor.errors import ConfigError, RejectedError
 from conveyor.paths import confined
 
@@ -82,6 +83,8 @@ class FileWriter:
 
     def _journal(self, message_type: str, key: str) -> Path:
         folder = self.folder / JOURNAL
+        if folder.is_symlink():  # the target may write here: its link would take our records out
+            raise ConfigError(f"{folder} is a link: the outbox's journal must be a folder in it")
         folder.mkdir(parents=True, exist_ok=True)
         digest = hashlib.sha256(f"{message_type}\x00{key}".encode()).hexdigest()
         return confined(folder, f"{digest}.json")
@@ -96,7 +99,9 @@ class FileWriter:
         if "{key}" not in self.file_name and "{id}" not in self.file_name:
             return None  # the name does not say whose document a file is
         name = self.name_for(message_type, key)
-        if (self.folder / name).is_file() and self._holds(self.folder / name, message_type, key):
+        path = self.folder / name
+        # a link is never one of ours (we write files): whoever planted it, it is not the document
+        if path.is_file() and not path.is_symlink() and self._holds(path, message_type, key):
             self._record(message_type, key, name)
             return name
         return None
@@ -138,8 +143,8 @@ class FileWriter:
             stem, suffix = name, ""
         for n in range(1, 10_000):
             candidate = name if n == 1 else f"{stem}_{n}{'.' + suffix if suffix else ''}"
-            try:
-                os.link(temporary, confined(self.folder, candidate))
+            try:  # a name, never resolved: a link planted there counts as taken, not followed
+                os.link(temporary, self.folder / safe_name(candidate))
             except FileExistsError:
                 continue  # never overwrite: another document (or another system) has this name
             return candidate

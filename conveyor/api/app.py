@@ -18,6 +18,7 @@ import asyncio
 import csv
 import io
 import logging
+import re
 import threading
 import uuid
 from collections.abc import Awaitable, Callable
@@ -843,18 +844,17 @@ def status_report(hub: Hub) -> dict[str, Any]:
     }
 
 
+_DECIMAL = re.compile(r"-?[0-9]+(\.[0-9]+)?")
+
+
 def _csv_cell(value: Any) -> str:
+    """A cell of a CSV answer: an exact decimal as it is (a negative quantity is no formula);
+    any other text neutralised as in the reports (``=``, ``+``, ``-``, ``@``, their full-width
+    forms, after leading whitespace, or a tab / CR first)."""
+    from conveyor.reconcile.reports import neutralise
+
     text = "" if value is None else str(value)
-    # a cell starting like a formula would run in a spreadsheet: quote it
-    return "'" + text if text[:1] in ("=", "+", "-", "@") and not _number(text) else text
-
-
-def _number(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
+    return text if _DECIMAL.fullmatch(text) else neutralise(text)
 
 
 def _message_status(message: dict[str, Any]) -> str:

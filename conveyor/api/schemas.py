@@ -4,7 +4,7 @@ schemathesis run that holds the answers to it). Quantities are exact decimal str
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -151,12 +151,19 @@ class Parked(BaseModel):
     deliveries: list[dict[str, Any]]
 
 
+MAX_ID = 2**63 - 1
+"""Largest delivery id (a BIGINT): a larger number names no delivery, and the database driver
+refuses to send it at all."""
+
+
 class ReplayRequest(BaseModel):
     """What to replay: parked deliveries by id, target and reason (``all``: every one)."""
 
     model_config = ConfigDict(extra="forbid")
 
-    ids: list[int] = Field(default_factory=list, max_length=100_000)
+    ids: list[Annotated[int, Field(ge=1, le=MAX_ID)]] = Field(
+        default_factory=list, max_length=100_000
+    )
     target: str | None = None
     reason: str | None = Field(default=None, description="Reason contains (case-insensitive).")
     all: bool = False

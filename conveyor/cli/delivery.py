@@ -174,7 +174,13 @@ def parked(app: AppContext, target: str | None, reason_like: str | None, limit: 
 
 @click.command("replay")
 @click.option("--target", help="Replay what is parked for this target (with --records: system).")
-@click.option("--id", "ids", type=int, multiple=True, help="Replay this id (repeatable).")
+@click.option(
+    "--id",
+    "ids",
+    type=click.IntRange(1, 2**63 - 1),
+    multiple=True,
+    help="Replay this id (repeatable).",
+)
 @click.option("--all", "everything", is_flag=True, help="Replay everything parked.")
 @click.option(
     "--records",

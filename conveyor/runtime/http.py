@@ -34,6 +34,7 @@ import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 import requests
@@ -49,6 +50,9 @@ from conveyor.redact import safe_text
 
 USER_AGENT = "conveyor-hub"
 DEFAULT_TIMEOUT_S = 10.0
+MAX_ANSWER_BYTES = 64 << 20
+"""Largest answer read (``max_answer_bytes``): a page of a big query is a few megabytes; an
+answer that does not end is a broken or hostile server, refused before it fills the memory."""
 HTTP_SETTINGS_SCHEMA: dict[str, Any] = {
     "timeout_s": {"type": "number", "exclusiveMinimum": 0},
     "connect_timeout_s": {"type": "number", "exclusiveMinimum": 0},
@@ -56,6 +60,7 @@ HTTP_SETTINGS_SCHEMA: dict[str, Any] = {
     "client_cert": {"type": "string"},
     "client_key": {"type": "string"},
     "verify_tls": {"type": "boolean"},
+    "max_answer_bytes": {"type": "integer", "minimum": 1024},
 }
 """The settings this layer reads, for connectors to merge into their ``config_schema``."""
 
@@ -78,6 +83,7 @@ class HttpSettings:
     client_cert: str | None = None
     client_key: str | None = None
     verify_tls: bool = True
+    max_answer_bytes: int = MAX_ANSWER_BYTES
 
     @classmethod
     def of(cls, settings: Mapping[str, Any]) -> HttpSettings:
@@ -91,6 +97,7 @@ class HttpSettings:
             client_cert=settings.get("client_cert"),
             client_key=settings.get("client_key"),
             verify_tls=bool(settings.get("verify_tls", True)),
+            max_answer_bytes=int(settings.get("max_answer_bytes", MAX_ANSWER_BYTES)),
         )
 
     @property
@@ -198,6 +205,27 @@ def raise_for_status(response: requests.Response, *, name: str, what: str) -> No
         raise error
 
 
+def loads_answer(content: bytes | str) -> Any:
+    """The JSON of an answer, numbers as ``Decimal``; ``ValueError`` when it is not JSON — also
+    when it nests deeper than the parser's stack (a broken or hostile server's answer), which
+    Python's parser reports as a ``RecursionError``."""
+    try:
+        return json.loads(content, parse_float=Decimal)
+    except RecursionError:
+        raise ValueError("the answer nests deeper than any real answer does") from None
+
+
+def answer_int(value: Any, *, name: str, what: str) -> int:
+    """An integer the server answered (a page count, a row id); anything else in its place is
+    a malformed answer, transient like any unreadable answer to a read."""
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise TransientError(
+            f"{name}: {what}: the answer holds {safe_text(value, 80)} where an integer belongs"
+        ) from None
+
+
 class HttpClient:
     """One connector's HTTP: its pooled session, timeouts and fixed headers (thread-safe)."""
 
@@ -243,7 +271,7 @@ class HttpClient:
         """One exchange, its answer read whole; transport failures classified (``classify``)."""
         merged = {**self.headers, **(headers or {})}
         try:
-            return self.session.request(
+            response = self.session.request(
                 method,
                 url,
                 data=body,
@@ -251,9 +279,29 @@ class HttpClient:
                 timeout=self.settings.timeout,
                 verify=self.settings.verify,
                 allow_redirects=False,
+                stream=True,
             )
+            self._read_within_limit(response, what=what, sends=sends)
+            return response
         except requests.RequestException as exc:
             raise classify(exc, name=self.name, what=what, sends=sends) from None
+
+    def _read_within_limit(self, response: requests.Response, *, what: str, sends: bool) -> None:
+        """Read the answer's body, refusing it past ``max_answer_bytes`` (ambiguous after a
+        posting: the target may have acted; transient otherwise)."""
+        limit = self.settings.max_answer_bytes
+        content = bytearray()
+        for chunk in response.iter_content(64 * 1024):
+            content += chunk
+            if len(content) > limit:
+                response.close()
+                error = AmbiguousDeliveryError if sends else TransientError
+                raise error(
+                    f"{self.name}: {what}: the answer is over {limit:,} bytes "
+                    "(max_answer_bytes): refused unread"
+                )
+        response._content = bytes(content)
+        response._content_consumed = True  # type: ignore[attr-defined]
 
     def post_json(
         self,
@@ -298,7 +346,7 @@ class HttpClient:
         if not response.content:
             return None
         try:
-            return response.json()
+            return loads_answer(response.content)
         except ValueError as exc:
             raise AmbiguousDeliveryError(
                 f"{self.name}: {what}: the answer is not JSON: {safe_text(response.text, 200)}"

@@ -167,8 +167,16 @@ def test_an_error_inside_the_query_array_is_never_a_row(mocked: responses.Reques
         (json.dumps({"Result": {"ResponseStatus": {"Errors": []}}}), "application/json"),
         (json.dumps(status(successes=[{"Id": 1, "DIndex": 0}])), "application/json"),
         (json.dumps({"Message": "Object reference not set"}), "application/json"),
+        ("[" * 100_000, "application/json"),  # found by fuzzing: a RecursionError escaped
     ],
-    ids=["html-page", "truncated-json", "no-IsSuccess", "success-without-number", "no-envelope"],
+    ids=[
+        "html-page",
+        "truncated-json",
+        "no-IsSuccess",
+        "success-without-number",
+        "no-envelope",
+        "nested-past-the-stack",
+    ],
 )
 def test_malformed_save_answers_are_ambiguous_never_delivered(
     mocked: responses.RequestsMock, answer: str, content_type: str
@@ -187,6 +195,21 @@ def test_malformed_query_answers_are_transient(mocked: responses.RequestsMock) -
         connector().lookup(message_type="production_output", key="k")
     with pytest.raises(TransientError, match="rows"):
         connector().lookup(message_type="production_output", key="k")
+
+
+def test_a_query_row_with_no_integer_where_one_belongs_is_transient(
+    mocked: responses.RequestsMock,
+) -> None:
+    """Found by fuzzing (tests/fuzz/test_erp_answers.py): a PRD_MO row whose FID is an object
+    ended the poll in a ``TypeError``."""
+    from connectors.kingdee import MO_FIELDS
+
+    row: list[Any] = ["x"] * len(MO_FIELDS)
+    row[MO_FIELDS.index("FID")] = {"Id": 1}
+    mocked.post(LOGIN, json=login_ok())
+    mocked.post(QUERY, json=[row])
+    with pytest.raises(TransientError, match="where an integer belongs"):
+        list(connector().poll("production_order", None))
 
 
 def test_submit_and_audit_after_save_and_a_refused_audit_parks_with_the_draft(

@@ -204,6 +204,29 @@ def test_reads_that_fail_are_transient_not_ambiguous(mocked: responses.RequestsM
     assert not isinstance(caught.value, AmbiguousDeliveryError)
 
 
+@pytest.mark.parametrize(
+    "answer",
+    [
+        {"code": "200", "data": {"recordList": [{"id": 1}], "pageCount": [2]}},
+        '{"code": "200", "data": ' * 50_000,
+    ],
+    ids=["page-count-a-list", "nested-past-the-stack"],
+)
+def test_malformed_order_lists_are_transient(
+    mocked: responses.RequestsMock, answer: dict[str, Any] | str
+) -> None:
+    """Found by fuzzing (tests/fuzz/test_erp_answers.py): a list where the page count belongs
+    ended the poll in a ``TypeError``, a deeply nested answer in a ``RecursionError``."""
+    _token(mocked, "tok")
+    url = f"{BASE}/yonbip/mfg/productionorder/list"
+    if isinstance(answer, str):
+        mocked.post(url, body=answer, content_type="application/json")
+    else:
+        mocked.post(url, json=answer)
+    with pytest.raises(TransientError):
+        list(bip().poll("production_order", None))
+
+
 def test_settings_and_registration() -> None:
     assert registry.load("yonbip") is YonBIPConnector
     with pytest.raises(ConfigError, match="secrets"):

@@ -25,6 +25,7 @@ from conveyor.errors import (
     ConfigError,
     NeedsCheckError,
     RejectedError,
+    TransientError,
 )
 from conveyor.ledger import Ledger
 from conveyor.ledger.models import DeliveryRow
@@ -150,6 +151,17 @@ def test_an_auth_error_gets_a_new_token_and_repeats_with_the_same_tradeid(
         ("old", "T1"),
         ("new", "T1"),
     ]
+
+
+@pytest.mark.parametrize("token", [{}, {"id": ""}, {"id": None, "expiresIn": 7200}])
+def test_a_token_answer_without_an_id_is_transient(
+    mocked: responses.RequestsMock, token: dict[str, Any]
+) -> None:
+    """Found by fuzzing (tests/fuzz/test_erp_answers.py): ``errcode`` 0 with a token that has no
+    id ended in a ``KeyError``, which the worker could not classify."""
+    mocked.get(f"{BASE}/system/token", json={"errcode": "0", "token": token})
+    with pytest.raises(TransientError, match="no token id"):
+        u8().token()
 
 
 def test_the_token_is_fetched_again_past_its_configured_age(

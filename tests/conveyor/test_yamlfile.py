@@ -63,6 +63,19 @@ def test_a_non_utf8_file_is_a_clean_error(tmp_path: Path) -> None:
         load_yaml(path)
 
 
+@pytest.mark.parametrize("character", ["\x00", "\x07", "\x1b", "\ufffe"])
+def test_a_control_character_is_a_config_error_with_its_line(
+    tmp_path: Path, character: str
+) -> None:
+    """Found by fuzzing (tests/fuzz/test_yaml_files.py): PyYAML's reader refused the text before
+    the parse, outside the error handling, so a stray control character escaped as a
+    ``ReaderError`` instead of a ``ConfigError`` naming the file and line."""
+    path = tmp_path / "conveyor.yaml"
+    path.write_text(f"systems: {{}}\nroutes: []\nnote: a{character}b\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match=rf"conveyor\.yaml:3: character #x{ord(character):04x}"):
+        load_yaml(path)
+
+
 def test_conveyor_yaml_bombs_are_refused_and_limits_are_configurable(tmp_path: Path) -> None:
     (tmp_path / "conveyor.yaml").write_text(_bomb(), encoding="utf-8")
     with pytest.raises(ConfigError, match=r"conveyor\.yaml:1: refused"):

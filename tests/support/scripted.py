@@ -4,6 +4,7 @@ closed connections); ``tls_server`` is ``Scripted`` behind TLS with a throwaway 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import queue
 import shutil
@@ -114,14 +115,26 @@ class Scripted:
             self.server.answers.put(item)
 
 
+@contextlib.contextmanager
+def serving(tls: ssl.SSLContext | None = None) -> Iterator[Scripted]:
+    """A scripted HTTP server on 127.0.0.1 for the length of the block (behind ``tls`` when
+    given; ``url`` still says ``http://``)."""
+    scripted = Scripted()
+    if tls is not None:
+        scripted.server.socket = tls.wrap_socket(scripted.server.socket, server_side=True)
+    scripted.thread.start()
+    try:
+        yield scripted
+    finally:
+        scripted.server.shutdown()
+        scripted.server.server_close()
+
+
 @pytest.fixture
 def server() -> Iterator[Scripted]:
     """A scripted HTTP server on 127.0.0.1."""
-    scripted = Scripted()
-    scripted.thread.start()
-    yield scripted
-    scripted.server.shutdown()
-    scripted.server.server_close()
+    with serving() as scripted:
+        yield scripted
 
 
 class RawServer:

@@ -1,5 +1,5 @@
 """Raw records of a system's XML snapshot file (B2MML ``MaterialLot`` elements, or the children
-of the root element), read safely: no entity resolved, nothing fetched."""
+of the root element), read safely: no entity resolved, nothing fetched, a DTD refused."""
 
 from __future__ import annotations
 
@@ -14,13 +14,21 @@ def xml_records(path: Path) -> Iterator[tuple[int | None, Any]]:
     lists). No entity is resolved and nothing is fetched from the network."""
     from lxml import etree
 
-    parser = etree.XMLParser(resolve_entities=False, no_network=True, huge_tree=False)
+    parser = etree.XMLParser(
+        resolve_entities=False, no_network=True, load_dtd=False, huge_tree=False
+    )
     try:
-        root = etree.parse(str(path), parser).getroot()
+        tree = etree.parse(str(path), parser)
     except etree.XMLSyntaxError as exc:
         line = exc.lineno if isinstance(exc.lineno, int) else None
         yield line, ValueError(f"not well-formed XML: {exc}")
         return
+    info: Any = tree.docinfo
+    if info.doctype or info.internalDTD is not None or info.externalDTD is not None:
+        # entities live in a DTD: unexpanded they would read as empty values, so refuse
+        yield 1, ValueError("a document type declaration (DTD) is not allowed in a snapshot")
+        return
+    root = tree.getroot()
     lots = [el for el in root.iter() if isinstance(el.tag, str) and _local(el.tag) == "MaterialLot"]
     elements = lots or [el for el in root if isinstance(el.tag, str)]
     for element in elements:

@@ -142,6 +142,17 @@ def test_parked_deliveries_and_replay(
     assert status["targets"]["erp"]["parked"] == 1
 
 
+@pytest.mark.parametrize("ids", [[2**63], [0], [-1], [10**30]])
+def test_replay_of_an_id_no_delivery_can_have_is_422(
+    client: TestClient, tokens: dict[str, str], ids: list[int]
+) -> None:
+    """Found by fuzzing (tests/fuzz/test_api_bodies.py): an id past BIGINT reached the database
+    driver, which refused to send it (``OverflowError``), and the API answered 500."""
+    answer = client.post("/v1/replay", json={"ids": ids}, headers=auth(tokens["operate"]))
+    assert answer.status_code == 422
+    assert "ids" in answer.text
+
+
 def test_reconciliations_empty_and_unknown(client: TestClient, tokens: dict[str, str]) -> None:
     read = auth(tokens["read"])
     assert client.get("/v1/reconciliations", headers=read).json() == {"runs": []}

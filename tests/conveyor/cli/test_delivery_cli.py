@@ -111,6 +111,14 @@ def test_replay_needs_to_be_told_what(project: Path) -> None:
     assert "--id, --target, --all or --stuck" in out
 
 
+def test_replay_refuses_an_id_past_bigint(project: Path) -> None:
+    """The API's fuzzing found ids past BIGINT reaching the database driver; the CLI takes the
+    same range only."""
+    code, out = run(project, "replay", "--id", str(2**63))
+    assert code == 2
+    assert "--id" in out
+
+
 def test_run_refuses_an_unknown_target(project: Path) -> None:
     accept(project, [output(1)])
     code, out = run(project, "run", "--target", "sap", "--until-idle")

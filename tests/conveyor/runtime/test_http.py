@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import socket
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -230,3 +231,18 @@ def test_requests_errors_never_leave_the_layer_unclassified() -> None:
         requests.exceptions.ChunkedEncodingError("cut"), name="erp", what="send", sends=True
     )
     assert isinstance(error, AmbiguousDeliveryError)
+
+
+def test_an_answer_nested_past_the_parsers_stack_is_not_json() -> None:
+    """Found by fuzzing (tests/fuzz/test_erp_answers.py): the JSON parser's ``RecursionError``
+    escaped every connector that read such an answer."""
+    with pytest.raises(ValueError, match="nests deeper"):
+        http.loads_answer(b"[" * 100_000)
+    assert http.loads_answer(b'{"qty": 1.10}') == {"qty": Decimal("1.10")}
+
+
+@pytest.mark.parametrize("value", [{"a": 1}, [1], "x1", None])
+def test_an_integer_the_answer_lacks_is_transient(value: Any) -> None:
+    with pytest.raises(TransientError, match="where an integer belongs"):
+        http.answer_int(value, name="erp", what="pageCount")
+    assert http.answer_int("12", name="erp", what="pageCount") == 12
