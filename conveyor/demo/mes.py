@@ -23,7 +23,9 @@ COUNT_HEADER = ("物料编码", "库位", "批号", "数量", "单位", "盘点�
 
 def read_schedules(folder: Path) -> dict[str, str]:
     """Produced material (MES part) → production request id, from the schedules in ``folder``."""
-    parser = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False)
+    from connectors.b2mml.xml import safe_parser
+
+    parser = safe_parser()
     found: dict[str, str] = {}
     for path in sorted(folder.glob("*.xml")):
         root = etree.fromstring(path.read_bytes(), parser)
