@@ -221,7 +221,7 @@ def attach(engine: Engine, project: Project) -> Publisher | None:
     publisher = _publishers[engine] = Publisher(config)
     event.listen(engine, "commit", _on_commit)
     event.listen(engine, "rollback", _on_rollback)
-    atexit.register(publisher.close)
+    atexit.register(_close_at_exit, publisher)
     return publisher
 
 
@@ -292,3 +292,16 @@ def _on_rollback(conn: Connection) -> None:
 
 def _now() -> str:
     return datetime.now(UTC).isoformat()
+
+
+def _close_at_exit(publisher: Publisher) -> None:
+    """Close ``publisher`` at interpreter exit without pika's error lines about a connection the
+    broker already dropped (a restarted broker): its log handlers may be closed by then, and
+    nothing is lost — a parked row stays in the ledger whether or not its event went out."""
+    pika_log = logging.getLogger("pika")
+    was = pika_log.disabled
+    pika_log.disabled = True
+    try:
+        publisher.close()
+    finally:
+        pika_log.disabled = was
