@@ -5,7 +5,6 @@ simulator, the ``since`` filter on ``FModifyDate``, and the query as sent (``res
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from datetime import datetime
 
 import pytest
@@ -15,26 +14,14 @@ from connectors.kingdee import MATERIAL_FIELDS, KingdeeConnector
 from conveyor.errors import ConfigError
 from simulators._erp import SimServer
 from tests.support import kingdee as kd
+from tests.support.kingdee import sim, simulator_of
+
+__all__ = ["sim"]  # the fixture used here
 
 BASE = "http://k3.example"
 STUB = f"{BASE}/k3cloud/Kingdee.BOS.WebApi.ServicesStub"
 LOGIN = f"{STUB}.AuthService.ValidateUser.common.kdsvc"
 QUERY = f"{STUB}.DynamicFormService.ExecuteBillQuery.common.kdsvc"
-
-
-@pytest.fixture
-def sim() -> Iterator[SimServer]:
-    server = kd.serve()
-    try:
-        yield server
-    finally:
-        server.shutdown()
-
-
-def simulator(server: SimServer) -> kd.FaultySimulator:
-    found = server.simulator
-    assert isinstance(found, kd.FaultySimulator)
-    return found
 
 
 def connector(url: str, monkeypatch: pytest.MonkeyPatch, **more: object) -> KingdeeConnector:
@@ -55,7 +42,7 @@ def test_declares_master_data_and_maps_its_fields_to_materials_csv() -> None:
 def test_material_master_reads_every_page(sim: SimServer, monkeypatch: pytest.MonkeyPatch) -> None:
     with connector(sim.url, monkeypatch, page_size=5) as kingdee:
         rows = list(kingdee.material_master(None))
-    assert simulator(sim).calls["ExecuteBillQuery"] == 3  # 5 + 5 + 2
+    assert simulator_of(sim).calls["ExecuteBillQuery"] == 3  # 5 + 5 + 2
     assert len(rows) == 12
     assert [r["FNumber"] for r in rows] == sorted(r["FNumber"] for r in rows)
     assert rows[0] == {
@@ -74,7 +61,7 @@ def test_material_master_reads_every_page(sim: SimServer, monkeypatch: pytest.Mo
 def test_material_master_since_reads_only_what_changed(
     sim: SimServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    erp = simulator(sim)
+    erp = simulator_of(sim)
     since = erp.modify_clock.now()
     kd.change_material_master(erp)
     with connector(sim.url, monkeypatch, page_size=2) as kingdee:

@@ -285,8 +285,7 @@ def test_master_data_dag_stages_the_erp_materials_and_the_diff(
     assert dag["params"]["since"]["type"] == ["null", "string"]
     master_data = {p.name: p.read_bytes() for p in (root / "master_data").iterdir()}
     with kd.serve() as server:
-        assert isinstance(server.simulator, kd.FaultySimulator)
-        kd.change_material_master(server.simulator)
+        kd.change_material_master(kd.simulator_of(server))
         connection = {"conn_type": "conveyor_kingdee", "host": server.url,
                       "login": kd.USERNAME, "password": kd.PASSWORD}  # fmt: skip
         full, partial = dag_test(

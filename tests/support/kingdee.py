@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import shutil
 import threading
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -86,6 +86,23 @@ def serve(**options: Any) -> SimServer:
     from simulators._erp import start
 
     return start(FaultySimulator(**options))
+
+
+@pytest.fixture
+def sim() -> Iterator[SimServer]:
+    """A started :class:`FaultySimulator` on loopback, shut down after the test."""
+    server = serve()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+
+
+def simulator_of(server: SimServer) -> FaultySimulator:
+    """The simulator a server of :func:`serve` runs."""
+    found = server.simulator
+    assert isinstance(found, FaultySimulator)
+    return found
 
 
 def plant_secrets(monkeypatch: pytest.MonkeyPatch, system: str = "kingdee") -> None:

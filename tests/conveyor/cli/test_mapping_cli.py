@@ -263,8 +263,7 @@ def test_pull_prints_the_diff_and_where_the_files_are(
 
     kd.plant_secrets(monkeypatch, "kingdee_k3")
     with kd.serve() as server:
-        assert isinstance(server.simulator, kd.FaultySimulator)
-        kd.change_material_master(server.simulator)
+        kd.change_material_master(kd.simulator_of(server))
         root = kd.write_master_data_project(tmp_path / "plant", server.url)
         code, out, _ = run(root, "mappings", "pull", "kingdee")
         assert code == 0

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -18,17 +17,11 @@ from conveyor.mapping.master_pull import STAGING, master_data_systems, pull_mate
 from conveyor.runtime import registry
 from simulators._erp import SimServer
 from tests.support import kingdee as kd
+from tests.support.kingdee import sim, simulator_of
+
+__all__ = ["sim"]  # the fixture used here
 
 NOW = datetime(2026, 11, 29, 8, 30, 5, tzinfo=UTC)
-
-
-@pytest.fixture
-def sim() -> Iterator[SimServer]:
-    server = kd.serve()
-    try:
-        yield server
-    finally:
-        server.shutdown()
 
 
 @pytest.fixture
@@ -44,8 +37,7 @@ def snapshot(folder: Path) -> dict[str, bytes]:
 def test_full_pull_stages_the_rows_and_diffs_new_changed_missing(
     project: Project, sim: SimServer
 ) -> None:
-    assert isinstance(sim.simulator, kd.FaultySimulator)
-    kd.change_material_master(sim.simulator)
+    kd.change_material_master(simulator_of(sim))
     before = snapshot(project.master_data_dir)
     with registry.create(project.system("kingdee")) as connector:
         result = pull_materials(project, connector, now=NOW)
@@ -96,9 +88,8 @@ def test_full_pull_stages_the_rows_and_diffs_new_changed_missing(
 def test_partial_pull_since_does_not_call_anything_missing(
     project: Project, sim: SimServer
 ) -> None:
-    assert isinstance(sim.simulator, kd.FaultySimulator)
-    since = sim.simulator.modify_clock.now()
-    kd.change_material_master(sim.simulator)
+    since = simulator_of(sim).modify_clock.now()
+    kd.change_material_master(simulator_of(sim))
     with registry.create(project.system("kingdee")) as connector:
         first = pull_materials(project, connector, since=since, now=NOW)
         second = pull_materials(project, connector, since=since, now=NOW)
