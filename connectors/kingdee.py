@@ -15,7 +15,8 @@ Inbound: the ``production_order`` stream reads ``PRD_MO`` entries with ``Execute
 (filter configurable: ``FStatus`` values are unconfirmed), ordered by ``FModifyDate, FID`` and
 resumed strictly after the ``(FModifyDate, FID)`` of the last bill read, so bills changed in the
 same second are neither lost nor repeated; each record carries its ``PRD_PPBOM`` component lines
-(paged with ``StartRow``/``Limit``). ``snapshot()`` reads ``STK_Inventory``. An error answered
+(paged with ``StartRow``/``Limit``). ``snapshot()`` reads ``STK_Inventory``; ``material_master()``
+reads ``BD_MATERIAL`` (``FModifyDate`` after ``since``, paged by ``FNumber``). An error answered
 inside a query's result array is raised, never taken for a data row.
 
 Outbound: documents shaped ``{"FormId", "Model"}`` by ``mappings/kingdee.yaml`` are saved with
@@ -37,6 +38,7 @@ import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
@@ -123,6 +125,23 @@ INVENTORY_FIELDS = (
     "FStockStatusId.FNumber",
 )
 
+MATERIAL_FIELDS = (
+    "FNumber",
+    "FName",
+    "FSpecification",
+    "FBaseUnitId.FNumber",
+    "FMaterialGroup.FNumber",
+    "FDocumentStatus",
+    "FForbidStatus",
+    "FModifyDate",
+)
+MATERIAL_COLUMNS = {
+    "FNumber": "kingdee_number",
+    "FName": "description",
+    "FBaseUnitId.FNumber": "base_uom",
+}
+"""The BD_MATERIAL fields that map to a column of ``master_data/materials.csv``."""
+
 
 def _nest(keys: Sequence[str], row: Sequence[Any]) -> dict[str, Any]:
     """A query row as the bill's own shape: ``FMaterialId.FNumber`` → ``{"FMaterialId":
@@ -198,8 +217,10 @@ class KingdeeConnector(Connector):
     kind = "kingdee"
     thread_safe = True  # one pooled session and one login shared by the worker's threads
     capabilities: ClassVar[frozenset[str]] = frozenset(
-        {"poll", "send", "send_batch", "lookup", "snapshot", "health"}
+        {"poll", "send", "send_batch", "lookup", "snapshot", "master_data", "health"}
     )
+    material_columns: ClassVar[Mapping[str, str]] = MATERIAL_COLUMNS
+    material_key: ClassVar[str] = "FNumber"
     streams: ClassVar[tuple[Stream, ...]] = (
         Stream(
             "production_order",
@@ -597,8 +618,6 @@ class KingdeeConnector(Connector):
     def snapshot(self) -> Iterator[RawRecord]:
         """On-hand stock from ``STK_Inventory``, one raw row per organisation × warehouse ×
         material × lot × stock status (mapped by the ``stock_snapshot`` mapping)."""
-        from datetime import UTC, datetime
-
         as_of = datetime.now(UTC).isoformat()  # on-hand stock is as of the moment it is read
         line = 0
         for page in self._pages(
@@ -611,6 +630,21 @@ class KingdeeConnector(Connector):
                 line += 1
                 record = {"FormId": "STK_Inventory", "AsOf": as_of, **_nest(INVENTORY_FIELDS, row)}
                 yield RawRecord(record, line=line)
+
+    def material_master(self, since: datetime | None) -> Iterator[dict[str, str]]:
+        """``BD_MATERIAL`` rows (``MATERIAL_FIELDS``, as text) modified after ``since`` (the
+        server's wall clock, as ``FModifyDate`` is; every row when None), by ``FNumber``."""
+        where = ""
+        if since is not None:
+            precision = "milliseconds" if since.microsecond else "seconds"
+            stamp = since.replace(tzinfo=None).isoformat(timespec=precision)
+            where = f"FModifyDate > {_quote(stamp)}"
+        for page in self._pages("BD_MATERIAL", MATERIAL_FIELDS, where, "FNumber"):
+            for row in page:
+                yield {
+                    key: "" if value is None else str(value)
+                    for key, value in zip(MATERIAL_FIELDS, row, strict=True)
+                }
 
     # ------------------------------------------------------------------ outbound
     def _key_field(self, form_id: str) -> str:

@@ -16,6 +16,7 @@ capability         method                       meaning
 ``lookup``         ``lookup(message_type, key)``  find a document by the hub's key
 ``idempotency_key``  (``send`` takes one)       the target itself refuses a second posting
 ``snapshot``       ``snapshot()``               on-hand stock as raw rows (reconciliation)
+``master_data``    ``material_master(since)``   the ERP's material master rows (staging, diff)
 ``health``         ``check()``                  a live check (a login) for ``systems check``
 =================  ===========================  ===============================================
 
@@ -33,6 +34,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, ClassVar
 
 from conveyor.errors import ConfigError, ConveyorError
@@ -45,6 +47,7 @@ CAPABILITIES: dict[str, str] = {
     "lookup": "lookup",
     "idempotency_key": "send",
     "snapshot": "snapshot",
+    "master_data": "material_master",
     "health": "check",
 }
 """Every capability a connector may declare, and the method that must implement it."""
@@ -165,6 +168,13 @@ class Connector:
     streams: ClassVar[tuple[Stream, ...]] = ()
     stand_in: ClassVar[bool] = False
     """True for connectors that stand in for a real system (``fake``): said wherever used."""
+    material_columns: ClassVar[Mapping[str, str]] = {}
+    """``master_data``: which column of ``master_data/materials.csv`` each field of a
+    ``material_master`` row maps to (e.g. Kingdee ``FNumber`` → ``kingdee_number``); fields not
+    named here are kept in the staging file only."""
+    material_key: ClassVar[str] = ""
+    """``master_data``: the field of a ``material_master`` row holding the ERP's own material
+    number (its column in ``material_columns`` is what the diff joins on)."""
     thread_safe: ClassVar[bool] = False
     """True when one instance may serve many threads at once: the delivery worker then shares it
     (and its connection pool) between its threads instead of making one per thread."""
@@ -187,6 +197,11 @@ class Connector:
             raise TypeError(f"{cls.__name__} declares {missing} but does not implement them")
         if "poll" in cls.capabilities and not cls.streams:
             raise TypeError(f"{cls.__name__} declares poll but no streams")
+        if "master_data" in cls.capabilities and cls.material_key not in cls.material_columns:
+            raise TypeError(
+                f"{cls.__name__} declares master_data but its material_key "
+                f"{cls.material_key!r} is not one of its material_columns"
+            )
         if "supports" in cls.__dict__:
             raise TypeError(
                 f"{cls.__name__} overrides supports(): narrow the declared capabilities with "
@@ -299,6 +314,13 @@ class Connector:
     def snapshot(self) -> Iterator[RawRecord]:
         """The system's on-hand stock as raw rows (mapped by its ``stock_snapshot`` mapping)."""
         raise NotImplementedError(f"{self.kind} gives no stock snapshot")
+
+    # ---- master data
+    def material_master(self, since: datetime | None) -> Iterator[dict[str, str]]:
+        """The ERP's material master rows changed after ``since`` (None: every row), keyed by
+        the ERP's own fields (``material_columns`` says which ``materials.csv`` column each one
+        maps to); the ERP's own clock, as its modification stamps are."""
+        raise NotImplementedError(f"{self.kind} gives no material master")
 
     # ---- operations
     def check(self) -> str:

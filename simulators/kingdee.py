@@ -13,7 +13,9 @@ with both body styles (named ``{"formid", "data"}`` / ``{"data"}`` and positiona
   ``Save``, ``BatchSave``, ``Submit``, ``Audit``, ``UnAudit``, ``Delete``, ``View``.
 
 Forms: ``PRD_MO`` (production orders, with ``PRD_PPBOM`` component lists), ``PRD_PickMtrl``,
-``PRD_ReturnMtrl``, ``PRD_INSTOCK``, ``STK_TransferDirect`` and ``STK_Inventory`` (on-hand stock).
+``PRD_ReturnMtrl``, ``PRD_INSTOCK``, ``STK_TransferDirect``, ``STK_Inventory`` (on-hand stock) and
+``BD_MATERIAL`` (the material master, query only: seeded from the master data's materials with a
+Kingdee number; tests change it with ``upsert_material``/``delete_material``).
 Stock moves on audit (or on save with ``IsAutoSubmitAndAudit``): picks remove, returns and receipts
 add, transfers move. Message texts follow the real server where they are known (DIALECTS.md);
 the others are this simulator's own wording.
@@ -302,6 +304,26 @@ FORMS: dict[str, Form] = {
             "FBaseUnitId": "ref",
             "FStockUnitId": "ref",
             "FStockStatusId": "ref",
+        },
+        writable=False,
+    ),
+    "BD_MATERIAL": Form(
+        "BD_MATERIAL",
+        "",
+        "",
+        None,
+        {
+            "FMATERIALID": "int",
+            "FNumber": "text",
+            "FName": "text",
+            "FSpecification": "text",
+            "FBaseUnitId": "ref",
+            "FMaterialGroup": "ref",
+            "FUseOrgId": "ref",
+            "FDocumentStatus": "text",
+            "FForbidStatus": "text",
+            "FCreateDate": "date",
+            "FModifyDate": "date",
         },
         writable=False,
     ),
@@ -632,6 +654,8 @@ class KingdeeSimulator(ErpSimulator):
         for row in self.master.locations:
             if row.get("kingdee_stock"):
                 self._names["s:" + row["kingdee_stock"]] = row.get("description", "")
+        if not self.store.all("doc:BD_MATERIAL"):
+            self.seed_materials(self.master.materials)
         if seed_orders and not self.store.all("doc:PRD_MO"):
             self.seed_orders(generate_orders(seed_orders, self.master, seed))
         if orders_file is not None:
@@ -650,7 +674,7 @@ class KingdeeSimulator(ErpSimulator):
         if form.form_id == "STK_Inventory":
             return self._inventory_docs()
         docs = list(self.store.all("doc:" + form.form_id).values())
-        docs.sort(key=lambda doc: int(doc["FID"]))
+        docs.sort(key=lambda doc: int(doc.get("FID") or doc.get("FMATERIALID") or 0))
         return docs
 
     def _put(self, form_id: str, doc: Mapping[str, Any]) -> None:
@@ -692,6 +716,69 @@ class KingdeeSimulator(ErpSimulator):
 
     def orders_view(self) -> JSON:
         return self._docs(FORMS["PRD_MO"])
+
+    # -- material master ---------------------------------------------------------------------
+
+    def seed_materials(self, rows: Sequence[Mapping[str, str]]) -> None:
+        """``BD_MATERIAL`` from rows shaped like ``materials.csv`` (those with a
+        ``kingdee_number``): audited, not forbidden, the base unit in Kingdee's code."""
+        with self.store.batch():
+            for row in rows:
+                if row.get("kingdee_number"):
+                    self.upsert_material(
+                        row["kingdee_number"],
+                        name=row.get("description", ""),
+                        base_unit=self.master.unit_code("kingdee", row.get("base_uom", "")),
+                        group=row.get("group", ""),
+                    )
+
+    def _material(self, number: str) -> dict[str, Any] | None:
+        for doc in self.store.all("doc:BD_MATERIAL").values():
+            if doc.get("FNumber") == number:
+                return dict(doc)
+        return None
+
+    def upsert_material(
+        self,
+        number: str,
+        *,
+        name: str | None = None,
+        base_unit: str | None = None,
+        group: str | None = None,
+    ) -> dict[str, Any]:
+        """Create or change a material (as a user in the ERP would); ``FModifyDate`` moves."""
+        now = self._now_text()
+        doc = self._material(number)
+        if doc is None:
+            doc = {
+                "FMATERIALID": self.numbering.next_value("materialid", 100001),
+                "FNumber": number,
+                "FName": "",
+                "FSpecification": "",
+                "FBaseUnitId": {"FNumber": ""},
+                "FMaterialGroup": {"FNumber": ""},
+                "FUseOrgId": {"FNumber": "100"},
+                "FDocumentStatus": "C",
+                "FForbidStatus": "A",
+                "FCreateDate": now,
+            }
+        if name is not None:
+            doc["FName"] = name
+        if base_unit is not None:
+            doc["FBaseUnitId"] = {"FNumber": base_unit}
+        if group is not None:
+            doc["FMaterialGroup"] = {"FNumber": group}
+        doc["FModifyDate"] = now
+        self.store.put("doc:BD_MATERIAL", str(doc["FMATERIALID"]), doc)
+        return doc
+
+    def delete_material(self, number: str) -> bool:
+        """Delete a material; False when there is none with ``number``."""
+        doc = self._material(number)
+        if doc is None:
+            return False
+        self.store.delete("doc:BD_MATERIAL", str(doc["FMATERIALID"]))
+        return True
 
     # -- orders ------------------------------------------------------------------------------
 

@@ -12,7 +12,8 @@ conveyor_file_drops        the file-drop watchers once (``watch --once``), every
                            ``airflow.file_drops_every`` seconds (300)
 conveyor_reconcile         snapshots + compare + reports (``airflow.reconcile``), nightly
 conveyor_replay            manual: replay parked deliveries from a form (``dry_run`` by default)
-conveyor_master_data       pull the ERP's material master into a staging folder, show the diff
+conveyor_master_data       the ERPs' material masters into a staging folder, with the diff against
+                           ``master_data/`` (``airflow.master_data``), daily; never writes it
 conveyor_on_parked         started by the hub's parking events (AMQP asset watcher)
 =========================  =====================================================================
 """
@@ -30,6 +31,7 @@ from airflow.sdk import DAG, Asset, AssetWatcher, Param, get_parsing_context, ta
 
 from conveyor.airflow.operators import (
     ConveyorFileDropsOperator,
+    ConveyorMasterDataOperator,
     ConveyorPollOperator,
     ConveyorReconcileOperator,
     ConveyorReplayOperator,
@@ -75,6 +77,8 @@ def build(dag_file: str) -> dict[str, DAG]:
 
 
 def _builders(project: Project) -> dict[str, Any]:
+    from conveyor.mapping.master_pull import master_data_systems
+
     root = str(project.root)
     settings = project.raw.get("airflow") or {}
     out: dict[str, Any] = {}
@@ -92,6 +96,11 @@ def _builders(project: Project) -> dict[str, Any]:
     targets = delivery_targets(project)
     if targets:
         out["conveyor_replay"] = _binder(replay_dag, root, targets)
+    erps = master_data_systems(project)
+    if erps:
+        out["conveyor_master_data"] = _binder(
+            master_data_dag, root, settings.get("master_data") or {}, erps
+        )
     if (project.raw.get("events")) is not None:
         out["conveyor_on_parked"] = _binder(on_parked_dag, project)
     return out
@@ -249,6 +258,44 @@ def replay_dag(root: str, targets: list[str]) -> DAG:
             ids="{{ params.ids }}",
             dry_run="{{ params.dry_run }}",
         )
+    return dag
+
+
+def master_data_dag(root: str, settings: dict[str, Any], systems: list[str]) -> DAG:
+    """``conveyor_master_data``: one pull task per ERP with a material master, daily by default
+    (``airflow.master_data.schedule``) or from **Trigger** with an optional *since*."""
+    with DAG(
+        "conveyor_master_data",
+        schedule=settings.get("schedule", "0 5 * * *"),
+        start_date=START,
+        catchup=False,
+        max_active_runs=1,
+        tags=[*TAGS, "master_data", *systems],
+        default_args=SYSTEM_TASK_ARGS,
+        params={
+            "since": Param(
+                None,
+                type=["null", "string"],
+                title="Modified since",
+                description="Only materials changed after this time, on the ERP's clock "
+                "(e.g. 2026-11-01T00:00:00); empty: the whole master, which also shows the "
+                "materials missing in the ERP.",
+            ),
+        },
+        doc_md=f"Pulls the material master of {', '.join(systems)} into "
+        "`<staging>/<system>/<UTC time>/` (`materials.csv`, `diff.csv`, `diff.json`) and shows "
+        "the diff against `master_data/materials.csv`: new in the ERP, changed (description, "
+        "base unit: old → new), missing in the ERP. `master_data/` is never written: the "
+        "integrator takes what is right. The summary is in the task log and its XCom. Same as "
+        "`conveyor mappings pull SYSTEM`.",
+    ) as dag:
+        for system in systems:
+            ConveyorMasterDataOperator(
+                task_id=f"pull_{system}",
+                system=system,
+                project=root,
+                since="{{ params.since }}",
+            )
     return dag
 
 

@@ -1,6 +1,7 @@
-"""Thin operators: each opens the project and its ledger and calls the engine function the CLI
-calls (``conveyor poll``, ``watch --once``, ``reconcile``, ``replay``), returning what the CLI's
-``--json`` would print as the task's XCom. All logic stays in the engine.
+"""Thin operators: each opens the project (and its ledger, where it needs one) and calls the engine
+function the CLI calls (``conveyor poll``, ``watch --once``, ``reconcile``, ``replay``, ``mappings
+pull``), returning what the CLI's ``--json`` would print as the task's XCom. All logic stays in the
+engine.
 
 The project is ``project=`` (a folder), else ``CONVEYOR_PROJECT``, else the working directory;
 the ledger is the project's (``CONVEYOR_DB_URL``) and must exist (``conveyor db upgrade``).
@@ -274,6 +275,50 @@ class ConveyorReplayOperator(BaseOperator):
                 result = replay_deliveries(engine, chosen, mapping=MappingEngine.load(project))
                 out.update(result.as_dict())
         return dict(_jsonable(out))
+
+
+class ConveyorMasterDataOperator(BaseOperator):
+    """``conveyor mappings pull SYSTEM``: the ERP's material master into a staging folder and
+    its diff against ``master_data/materials.csv``; ``master_data/`` is never written. A diff is
+    the result, not a failure."""
+
+    template_fields: Sequence[str] = ("system", "project", "since")
+
+    def __init__(
+        self,
+        *,
+        system: str,
+        project: str | None = None,
+        since: str | None = None,
+        conveyor_conn_id: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.system = system
+        self.project = project
+        self.since = since
+        self.conveyor_conn_id = conveyor_conn_id
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        """Pull and diff; the summary goes to the log (one line per difference) and XCom."""
+        from conveyor.airflow.hooks import ConveyorHook
+        from conveyor.config import Project
+        from conveyor.mapping.master_pull import pull_materials
+
+        since = str(self.since or "").strip()
+        with retry_only_transient((ValueError,)):
+            project = Project.load(self.project)
+            hook = ConveyorHook(self.conveyor_conn_id, system=self.system, project=project)
+            connector = hook.connector()
+            with connector:
+                result = pull_materials(
+                    project,
+                    connector,
+                    since=datetime.fromisoformat(since) if since not in ("", "None") else None,
+                )
+        for line in result.text():
+            log.info("%s", line)
+        return dict(_jsonable(result.as_dict()))
 
 
 def parse_ids(ids: Sequence[int] | str | None) -> list[int]:

@@ -1,4 +1,5 @@
-"""Mapping commands: ``mappings check``, ``mappings unmapped``, ``map`` (dry run) and ``ingest``."""
+"""Mapping commands: ``mappings check``, ``mappings unmapped``, ``mappings pull`` (an ERP's material
+master into staging, with its diff), ``map`` (dry run) and ``ingest``."""
 
 from __future__ import annotations
 
@@ -110,6 +111,51 @@ def unmapped(app: AppContext, system: str | None, local_json: bool) -> None:
             [(o.system, o.field, o.rule, o.count, "; ".join(o.examples)) for o in report.other],
             right=["records"],
         )
+
+
+@mappings.command("pull")
+@click.argument("system")
+@click.option(
+    "--since",
+    help="Only materials modified after this time, on the ERP's clock (ISO 8601, e.g. "
+    "2026-11-01T00:00:00); a partial pull does not say which are missing.",
+)
+@click.option("--json", "local_json", is_flag=True, help="Machine-readable JSON output.")
+@pass_app
+def pull(app: AppContext, system: str, since: str | None, local_json: bool) -> None:
+    """Pull SYSTEM's material master into a staging folder and show the diff against
+    master_data/materials.csv (new, changed old → new, missing); master_data/ is not written.
+
+    Writes materials.csv, diff.csv and diff.json to
+    .conveyor/staging/master_data/SYSTEM/<UTC time>/ under the project. Exit 0 whatever the
+    diff shows; 1 when the pull fails.
+    """
+    from datetime import datetime
+
+    from conveyor.cli.runtime import _connector
+    from conveyor.errors import ConveyorError
+    from conveyor.mapping.master_pull import pull_materials
+
+    moment = None
+    if since:
+        try:
+            moment = datetime.fromisoformat(since.strip())
+        except ValueError:
+            raise click.BadParameter(
+                f"{since!r} is not an ISO 8601 time (e.g. 2026-11-01T00:00:00)",
+                param_hint="--since",
+            ) from None
+    connector = _connector(app, system)
+    try:
+        with connector:
+            result = pull_materials(app.project, connector, since=moment)
+    except ConveyorError as exc:
+        raise click.ClickException(str(exc)) from None
+    if app.as_json or local_json:
+        emit_json(result.as_dict())
+        return
+    for line in result.text():
+        click.echo(printable(line))
 
 
 @click.command("map")

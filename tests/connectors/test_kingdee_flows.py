@@ -41,10 +41,7 @@ def sim() -> Iterator[SimServer]:
         server.shutdown()
 
 
-def simulator(server: SimServer) -> kd.FaultySimulator:
-    found = server.simulator
-    assert isinstance(found, kd.FaultySimulator)
-    return found
+simulator = kd.simulator_of
 
 
 @pytest.fixture

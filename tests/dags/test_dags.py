@@ -66,7 +66,9 @@ def test_dagbag_has_no_import_errors_and_every_dag(shape: dict) -> None:
     print(f"Airflow import {shape['import_s']:.2f} s, DagBag of dags/ {shape['dagbag_s']:.2f} s")
     assert shape["errors"] == {}
     assert sorted(shape["dags"]) == [
+        "conveyor_master_data",
         "conveyor_on_parked",
+        "conveyor_poll_kingdee",
         "conveyor_poll_mes",
         "conveyor_poll_sap",
         "conveyor_poll_wms",
@@ -77,7 +79,12 @@ def test_dagbag_has_no_import_errors_and_every_dag(shape: dict) -> None:
         assert dag["catchup"] is False, dag_id
         assert "conveyor" in dag["tags"], dag_id
         assert dag["doc_md"], dag_id
-    for dag_id in ("conveyor_poll_sap", "conveyor_reconcile", "conveyor_replay"):
+    for dag_id in (
+        "conveyor_poll_sap",
+        "conveyor_reconcile",
+        "conveyor_replay",
+        "conveyor_master_data",
+    ):
         assert shape["dags"][dag_id]["max_active_runs"] == 1, dag_id
 
 
@@ -114,6 +121,7 @@ def test_reserialize_is_clean(airflow_project: tuple[Path, dict[str, str]]) -> N
     listed = run([airflow, "dags", "list", "-o", "json"], env)
     ids = {d["dag_id"] for d in last_json(listed.stdout)}
     assert {"conveyor_on_parked", "conveyor_reconcile", "conveyor_replay"} <= ids
+    assert "conveyor_master_data" in ids
 
 
 DAG_TEST = """
@@ -263,3 +271,36 @@ def test_file_drops_dag_takes_in_the_inbox_and_parks_the_bad_row(
     assert (result["accepted"], result["parked"]) == (4, 1)
     assert not list((tmp_path / "drop" / "inbox").iterdir())
     assert [p.name for p in (tmp_path / "drop" / "archive").glob("moves_1.csv")] == ["moves_1.csv"]
+
+
+def test_master_data_dag_stages_the_erp_materials_and_the_diff(
+    airflow_project: tuple[Path, dict[str, str]], shape: dict
+) -> None:
+    from tests.support import kingdee as kd
+
+    root, env = airflow_project
+    dag = shape["dags"]["conveyor_master_data"]
+    assert dag["tasks"] == {"pull_kingdee": {"retries": 3, "retry_delay": 60.0}}
+    assert "0 5 * * *" in dag["schedule"]
+    assert dag["params"]["since"]["type"] == ["null", "string"]
+    master_data = {p.name: p.read_bytes() for p in (root / "master_data").iterdir()}
+    with kd.serve() as server:
+        kd.change_material_master(kd.simulator_of(server))
+        connection = {"conn_type": "conveyor_kingdee", "host": server.url,
+                      "login": kd.USERNAME, "password": kd.PASSWORD}  # fmt: skip
+        full, partial = dag_test(
+            {**env, "AIRFLOW_CONN_KINGDEE_K3": json.dumps(connection)},
+            "conveyor_master_data",
+            "pull_kingdee",
+            {},
+            {"since": "2999-01-01T00:00:00"},
+        )
+    assert (full["state"], full["task"]) == ("success", "success")
+    counts = full["xcom"]["counts"]
+    assert counts == {"pulled": 12, "new": 1, "changed": 2, "missing": 1, "unchanged": 9}
+    staged = Path(full["xcom"]["folder"])
+    assert staged.parent == root / ".conveyor" / "staging" / "master_data" / "kingdee"
+    assert json.loads((staged / "diff.json").read_text("utf-8"))["counts"] == counts
+    assert partial["xcom"]["counts"]["pulled"] == 0
+    assert partial["xcom"]["since"] == "2999-01-01T00:00:00"
+    assert {p.name: p.read_bytes() for p in (root / "master_data").iterdir()} == master_data

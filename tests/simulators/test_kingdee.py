@@ -647,3 +647,44 @@ def test_orders_file_releases_orders(tmp_path: Path) -> None:
         "", {"FormId": "PRD_MO", "FieldKeys": "FBillNo,FStatus,FDocumentStatus,FQty"}
     )
     assert rows == [["MO-FILE-1", "4", "C", Decimal(3)]]
+
+
+# -- material master (BD_MATERIAL) -----------------------------------------------------------
+
+MATERIAL_KEYS = "FNumber,FName,FBaseUnitId.FNumber,FMaterialGroup.FNumber,FModifyDate"
+
+
+def test_material_master_answers_the_seeded_materials_in_pages(sim: Any, k3: K3) -> None:
+    first = k3.query(FormId="BD_MATERIAL", FieldKeys=MATERIAL_KEYS, OrderString="FNumber",
+                     StartRow=0, Limit=5)  # fmt: skip
+    rest = k3.query(FormId="BD_MATERIAL", FieldKeys=MATERIAL_KEYS, OrderString="FNumber",
+                    StartRow=5, Limit=2000)  # fmt: skip
+    assert [len(first), len(rest)] == [5, 7]  # the 12 materials of master_data with a number
+    assert all(isinstance(row, list) and len(row) == 5 for row in first + rest)
+    assert first[0][:4] == ["1.01.001", "聚丙烯颗粒 PP granulate", "kg", "raw"]
+    numbers = [row[0] for row in first + rest]
+    assert numbers == sorted(numbers)
+    assert len(set(numbers)) == 12
+    assert "2.01.001" in numbers
+    assert "Pcs" in {row[2] for row in first + rest}
+
+
+def test_material_master_filters_on_modify_date_and_sees_changes(sim: Any, k3: K3) -> None:
+    materials = sim.simulator
+    since = materials.modify_clock.now().isoformat(timespec="milliseconds")
+    materials.upsert_material("1.01.002", name="ABS颗粒 阻燃 FR")
+    materials.upsert_material("9.99.001", name="新物料 new", base_unit="Pcs", group="raw")
+    assert materials.delete_material("3.01.002") is True
+    assert materials.delete_material("no-such") is False
+    changed = k3.query(FormId="BD_MATERIAL", FieldKeys="FNumber,FName",
+                       FilterString=f"FModifyDate > '{since}'", OrderString="FNumber")  # fmt: skip
+    assert changed == [["1.01.002", "ABS颗粒 阻燃 FR"], ["9.99.001", "新物料 new"]]
+    everything = k3.query(FormId="BD_MATERIAL", FieldKeys="FNumber")
+    assert len(everything) == 12
+    assert ["3.01.002"] not in everything
+
+
+def test_material_master_unknown_field_comes_back_inside_the_array(k3: K3) -> None:
+    answer = k3.query(FormId="BD_MATERIAL", FieldKeys="FNumber,FNoSuchField")
+    status = answer[0][0]["Result"]["ResponseStatus"]
+    assert (status["IsSuccess"], status["MsgCode"]) == (False, 9)

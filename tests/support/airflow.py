@@ -99,6 +99,12 @@ def make_project(root: Path, broker: str | None) -> dict[str, str]:
     for name in ("mappings", "master_data", "samples"):
         shutil.copytree(REPO / name, root / name)
     config = yaml.safe_load((REPO / "conveyor.yaml").read_text(encoding="utf-8"))
+    config["systems"]["kingdee"] = {  # an ERP with a material master; its URL and user come
+        "role": "erp",  # from the Airflow Connection kingdee_k3 the test sets
+        "connector": "kingdee",
+        "connection": "kingdee_k3",
+        "settings": {"acct_id": "65a1b2c3d4e5f6", "org": "100", "timeout_s": 5},
+    }
     config["airflow"] = {
         "reconcile": {
             "systems": ["hub", "wms"],

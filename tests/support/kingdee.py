@@ -4,12 +4,15 @@ repeat its credentials in error texts), and the connector's settings and secrets
 
 from __future__ import annotations
 
+import shutil
 import threading
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from connectors.kingdee import KingdeeConnector
 from conveyor.connector import BatchItem, ItemResult
@@ -85,6 +88,23 @@ def serve(**options: Any) -> SimServer:
     return start(FaultySimulator(**options))
 
 
+@pytest.fixture
+def sim() -> Iterator[SimServer]:
+    """A started :class:`FaultySimulator` on loopback, shut down after the test."""
+    server = serve()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+
+
+def simulator_of(server: SimServer) -> FaultySimulator:
+    """The simulator a server of :func:`serve` runs."""
+    found = server.simulator
+    assert isinstance(found, FaultySimulator)
+    return found
+
+
 def plant_secrets(monkeypatch: pytest.MonkeyPatch, system: str = "kingdee") -> None:
     """The simulator's credentials as the system's secrets (environment)."""
     from conveyor.runtime.secrets import env_name
@@ -143,3 +163,31 @@ class PlainDocumentsKingdee(KingdeeConnector):
 def drop_keys(simulator: FaultySimulator, keys: Collection[str]) -> None:
     """Commit, then drop the answer of the next BatchSave carrying any of ``keys``."""
     simulator.drop.update(keys)
+
+
+REPO = Path(__file__).resolve().parents[2]
+NEW_MATERIAL_NAME = '=HYPERLINK("http://x")新物料'
+"""A new material's name that starts like a spreadsheet formula (neutralised in the CSV files)."""
+
+
+def change_material_master(simulator: KingdeeSimulator) -> None:
+    """What the master-data tests change in the ERP after seeding: one description and one base
+    unit changed, one material added (with a formula-like name), one deleted — from the 12
+    materials of ``master_data/`` with a Kingdee number: pulled 12, new 1, changed 2, missing 1,
+    unchanged 9."""
+    simulator.upsert_material("1.01.002", name="ABS颗粒 阻燃 FR granulate")
+    simulator.upsert_material("1.02.001", base_unit="box")
+    simulator.upsert_material("9.99.001", name=NEW_MATERIAL_NAME, base_unit="Pcs", group="raw")
+    assert simulator.delete_material("3.01.002")
+
+
+def write_master_data_project(root: Path, url: str | None) -> Path:
+    """A project with the shipped master data and one Kingdee system ``kingdee`` (at ``url``;
+    None: the URL comes from the Airflow Connection ``kingdee_k3``)."""
+    root.mkdir(parents=True, exist_ok=True)
+    shutil.copytree(REPO / "master_data", root / "master_data", dirs_exist_ok=True)
+    shown = settings(url) if url else {"acct_id": ACCT_ID, "org": "100", "timeout_s": 5}
+    config = {"systems": {"kingdee": {"connector": "kingdee", "role": "erp",
+                                      "connection": "kingdee_k3", "settings": shown}}}  # fmt: skip
+    (root / "conveyor.yaml").write_text(yaml.safe_dump(config), encoding="utf-8")
+    return root

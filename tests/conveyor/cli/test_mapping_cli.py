@@ -254,3 +254,25 @@ def test_a_file_of_unknown_encoding_is_refused_before_anything_is_ingested(
     assert "(nothing was ingested)" in err
     code, out, _ = run(plant, "--json", "stock")
     assert json.loads(out) == []
+
+
+def test_pull_prints_the_diff_and_where_the_files_are(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.support import kingdee as kd
+
+    kd.plant_secrets(monkeypatch, "kingdee_k3")
+    with kd.serve() as server:
+        kd.change_material_master(kd.simulator_of(server))
+        root = kd.write_master_data_project(tmp_path / "plant", server.url)
+        code, out, _ = run(root, "mappings", "pull", "kingdee")
+        assert code == 0
+        assert "kingdee: 12 material(s) pulled; new 1, changed 2, missing in kingdee 1" in out
+        assert "changed 1.02.001 (RM-2001): base_uom 'PCS' → 'BOX'" in out
+        code, out, _ = run(root, "mappings", "pull", "kingdee", "--since", "2999-01-01", "--json")
+    assert code == 0
+    summary = json.loads(out)
+    assert summary["counts"] == {"pulled": 0, "new": 0, "changed": 0, "missing": None,
+                                 "unchanged": 0}  # fmt: skip
+    assert Path(summary["files"]["diff.json"]).is_file()
+    assert run(root, "mappings", "pull", "kingdee", "--since", "yesterday")[0] == 2
