@@ -119,6 +119,9 @@ def test_the_two_commands_are_the_demo_and_the_ci_test_command() -> None:
     assert tests.endswith('&& python -m pytest -m "not slow"')
     ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
     assert 'python -m pytest -m "not slow"' in ci
+    extras = re.search(r"pip install -e '\.\[([a-z,]+)\]'", tests)
+    assert extras is not None
+    assert f"pip install -q -e '.[{extras.group(1)}]'" in ci  # the same extras as CI installs
 
 
 def test_the_demo_output_in_the_readme_has_the_figures_the_demo_test_checks() -> None:
