@@ -298,10 +298,10 @@ def _close_at_exit(publisher: Publisher) -> None:
     """Close ``publisher`` at interpreter exit without pika's error lines about a connection the
     broker already dropped (a restarted broker): its log handlers may be closed by then, and
     nothing is lost — a parked row stays in the ledger whether or not its event went out."""
-    pika_log = logging.getLogger("pika")
-    was = pika_log.disabled
-    pika_log.disabled = True
+    pika_log = logging.getLogger("pika")  # its modules' loggers inherit this level
+    was = pika_log.level
+    pika_log.setLevel(logging.CRITICAL + 1)
     try:
         publisher.close()
     finally:
-        pika_log.disabled = was
+        pika_log.setLevel(was)
